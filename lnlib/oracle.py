@@ -1,0 +1,111 @@
+r"""High-precision LayerNorm the tests trust: long double for any size, mpmath for a few rows.
+
+Both compute the exact math on the *same* input values the function under test received (the inputs
+are converted exactly, never re-generated), so "error" means the function's own error.
+
+The long-double version shifts each row by its first element before averaging, like
+:mod:`lnlib.layernorm`, but it works in a wider type (64-bit significand on x86-64) without the
+power-of-two scaling, so its round-off is about 2000 times smaller than float64's and it shares none of
+the float64 code. :func:`layer_norm_mpmath` checks it with 50 significant digits.
+"""
+
+from __future__ import annotations
+
+import mpmath
+import numpy as np
+
+__all__ = ["LONGDOUBLE_IS_WIDER", "layer_norm_longdouble", "layer_norm_mpmath", "max_rel_error"]
+
+#: False where ``np.longdouble`` is just float64 (Windows, some ARM builds): float64 tests then skip.
+LONGDOUBLE_IS_WIDER = np.finfo(np.longdouble).eps < np.finfo(np.float64).eps
+
+
+def layer_norm_longdouble(x, gamma=None, beta=None, eps=1e-5, dy=None):
+    """LayerNorm forward (and backward if ``dy`` is given) in long double.
+
+    Parameters
+    ----------
+    x : ndarray, shape (..., D), any real float dtype
+    gamma, beta : ndarray, shape (D,), optional
+    eps : float
+    dy : ndarray, shape (..., D), optional
+
+    Returns
+    -------
+    y : ndarray of np.longdouble
+        or ``(y, dx, dgamma, dbeta)`` when ``dy`` is given (dgamma/dbeta computed even without
+        gamma/beta).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> y = layer_norm_longdouble(np.array([1e10, 1e10 + 2.0]), eps=0.0)
+    >>> [float(v) for v in y]
+    [-1.0, 1.0]
+    """
+    L = np.longdouble
+    xl = np.asarray(x).astype(L)  # ...,D  exact: every float16/32/64 value is a long double
+    D = xl.shape[-1]
+    d = xl - xl[..., :1]  # ...,D
+    xc = d - d.sum(axis=-1, keepdims=True) / D  # ...,D
+    var = (xc * xc).sum(axis=-1, keepdims=True) / D  # ...,1
+    rstd = 1 / np.sqrt(var + L(eps))  # ...,1
+    x_hat = xc * rstd  # ...,D
+    gl = np.ones(D, L) if gamma is None else np.asarray(gamma).astype(L)
+    bl = np.zeros(D, L) if beta is None else np.asarray(beta).astype(L)
+    y = x_hat * gl + bl
+    if dy is None:
+        return y
+    dyl = np.asarray(dy).astype(L)
+    lead = tuple(range(xl.ndim - 1))
+    g = dyl * gl
+    dx = rstd * (g - g.sum(-1, keepdims=True) / D - x_hat * (g * x_hat).sum(-1, keepdims=True) / D)
+    return y, dx, (dyl * x_hat).sum(axis=lead), dyl.sum(axis=lead)
+
+
+def layer_norm_mpmath(x_row, gamma=None, beta=None, eps=1e-5, dy_row=None, dps=50):
+    """LayerNorm of one row with ``dps`` significant digits (mpmath), as lists of mpf.
+
+    Returns ``y`` or ``(y, dx)`` when ``dy_row`` is given. Meant for D up to a few hundred.
+
+    Examples
+    --------
+    >>> y = layer_norm_mpmath([1.0, 2.0, 3.0], eps=0.0)
+    >>> [round(float(v), 6) for v in y]
+    [-1.224745, 0.0, 1.224745]
+    """
+    with mpmath.workdps(dps):
+        xs = [mpmath.mpf(float(v)) for v in x_row]
+        D = len(xs)
+        gs = [mpmath.mpf(1)] * D if gamma is None else [mpmath.mpf(float(v)) for v in gamma]
+        bs = [mpmath.mpf(0)] * D if beta is None else [mpmath.mpf(float(v)) for v in beta]
+        mu = mpmath.fsum(xs) / D
+        var = mpmath.fsum((v - mu) ** 2 for v in xs) / D
+        rstd = 1 / mpmath.sqrt(var + mpmath.mpf(float(eps)))
+        x_hat = [(v - mu) * rstd for v in xs]
+        y = [g * h + b for g, h, b in zip(gs, x_hat, bs)]
+        if dy_row is None:
+            return y
+        g = [gm * mpmath.mpf(float(d)) for gm, d in zip(gs, dy_row)]
+        g_mean = mpmath.fsum(g) / D
+        gx_mean = mpmath.fsum(a * b for a, b in zip(g, x_hat)) / D
+        return y, [rstd * (gj - g_mean - h * gx_mean) for gj, h in zip(g, x_hat)]
+
+
+def max_rel_error(a, ref) -> float:
+    """Max abs error over max abs value, ``max|a - ref| / max|ref|``, computed in long double.
+
+    Zero when both are zero; infinite when only ``ref`` is zero.
+
+    Examples
+    --------
+    >>> max_rel_error(np.array([1.0, 2.0]), np.array([1.0, 2.5]))
+    0.2
+    """
+    a = np.asarray(a).astype(np.longdouble)
+    ref = np.asarray(ref).astype(np.longdouble)
+    num = np.max(np.abs(a - ref)) if a.size else 0.0
+    den = np.max(np.abs(ref)) if ref.size else 0.0
+    if num == 0:
+        return 0.0
+    return float(num / den) if den > 0 else float("inf")
