@@ -38,13 +38,13 @@ class LayerNormCache(NamedTuple):
 
     Attributes
     ----------
-    x_hat : ndarray, shape (..., D)
-        The normalised input, float32 for float16 and float32 inputs, float64 for float64 inputs.
-        Stored rather than recomputed from ``x`` and the mean: recomputing ``x - mean`` in the input
-        precision would bring back the cancellation the forward pass avoided (a float64 row at
-        offset 1e10 would lose six digits), and the cache owns it, so nothing the caller later does
-        to ``x`` or ``y`` can change the backward. float16 inputs keep x_hat in float32 so that dx is
-        rounded to float16 once, at the end.
+    x_hat : ndarray, shape (..., D), float64
+        The normalised input, kept in float64 whatever the input dtype. Stored rather than
+        recomputed from ``x`` and the mean because ``x - mean`` is exactly where the digits go:
+        recomputed in float64 from a float64 row at offset 1e10 it would lose six of them, and
+        rounded to float32 it would spoil dx wherever dy lies nearly in the span of 1 and x_hat
+        (always, for D = 2), since dx is then much smaller than the terms it is the difference of.
+        The cache owns it, so nothing the caller later does to ``x`` or ``y`` changes the backward.
     rstd : ndarray, shape (...,), float64
         ``1 / sqrt(var + eps)`` per row.
     gamma : ndarray of shape (D,), float64, or None
@@ -57,9 +57,9 @@ class LayerNormCache(NamedTuple):
     Notes
     -----
     The mean is not stored: the backward formula needs only :math:`\\hat x`, rstd and gamma. Size
-    in bytes is ``M*D*s + 8*M + 8*D`` for M rows, with ``s`` = 4 (float16, float32) or 8 (float64):
+    in bytes is ``8*M*D + 8*M + 8*D`` for M rows (x_hat, rstd, gamma):
     see :attr:`nbytes`. The seed implementation kept eleven arrays (x, x - mean, x_hat, mean, var,
-    std, gamma, beta, ...), about four times this.
+    std, gamma, beta, ...): several D-sized arrays per row where this keeps one.
     """
 
     x_hat: np.ndarray
@@ -183,14 +183,16 @@ def layer_norm_forward(x, gamma=None, beta=None, eps=1e-5):
             y = y * gamma.astype(np.float64)
         if beta is not None:
             y = y + beta.astype(np.float64)
-    store = np.float64 if x.dtype == np.float64 else np.float32
     cache = LayerNormCache(
-        x_hat=x_hat.astype(store).reshape(x.shape),
+        x_hat=x_hat.reshape(x.shape),
         rstd=rstd.reshape(x.shape[:-1]),
         gamma=None if gamma is None else np.array(gamma, dtype=np.float64),
         has_beta=beta is not None,
         dtype=x.dtype,
     )
+    for a in (cache.x_hat, cache.rstd, cache.gamma):
+        if a is not None:
+            a.flags.writeable = False  # the backward's inputs cannot be changed behind its back
     return np.ascontiguousarray(y, dtype=x.dtype).reshape(x.shape), cache
 
 
@@ -254,7 +256,7 @@ def layer_norm_backward(dy, cache):
         )
     check_dy(dy, cache.x_hat.shape)
     D = dy.shape[-1]
-    x_hat = cache.x_hat.astype(np.float64).reshape(-1, D)  # M,D (a fresh array: the cache stays as it is)
+    x_hat = cache.x_hat.reshape(-1, D)  # M,D  float64, only read
     rstd = cache.rstd.reshape(-1, 1)  # M,1
     dy64 = np.array(dy, dtype=np.float64, order="C").reshape(-1, D)  # M,D
     with np.errstate(all="ignore"):

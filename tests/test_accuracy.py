@@ -1,0 +1,166 @@
+"""Accuracy against the long-double oracle on the same input values (max abs error / max abs value)."""
+
+import numpy as np
+import pytest
+
+from lnlib import layer_norm_backward, layer_norm_forward
+from lnlib.oracle import LONGDOUBLE_IS_WIDER, layer_norm_longdouble, layer_norm_mpmath, max_rel_error
+
+from .helpers import errors, shifted_rows
+
+needs_wide = pytest.mark.skipif(not LONGDOUBLE_IS_WIDER, reason="np.longdouble is float64 on this platform")
+
+
+@needs_wide
+@pytest.mark.parametrize("offset", [0.0, 1e2, 1e4, 1e5, 1e6, -1e6])
+def test_float32_offsets(rng, offset):
+    D = 4096
+    x = shifted_rows(rng, (64, D), offset, np.float32)
+    gamma, beta = rng.standard_normal(D).astype(np.float32), rng.standard_normal(D).astype(np.float32)
+    dy = rng.standard_normal(x.shape).astype(np.float32)
+    ey, edx, edg, edb = errors(x, gamma, beta, dy)
+    assert ey < 2e-6 and edx < 1e-5 and edg < 1e-5 and edb < 1e-5, (ey, edx, edg, edb)
+
+
+@needs_wide
+@pytest.mark.parametrize("D", [1, 2, 3, 7, 64, 1000, 65536])
+def test_float32_many_D_at_offset_1e6(rng, D):
+    x = shifted_rows(rng, (4, D), 1e6, np.float32)
+    gamma, beta = rng.standard_normal(D).astype(np.float32), rng.standard_normal(D).astype(np.float32)
+    dy = rng.standard_normal(x.shape).astype(np.float32)
+    ey, edx, edg, edb = errors(x, gamma, beta, dy)
+    assert ey < 2e-6 and edx < 1e-5 and edg < 1e-5 and edb < 1e-5, (ey, edx, edg, edb)
+
+
+@needs_wide
+@pytest.mark.parametrize("scale", [1e30, 1e20, 1e-30, 1e-38])
+def test_float32_huge_and_tiny_magnitudes(rng, scale):
+    # 1e20 squared overflows float32: an implementation that squares in float32 returns y == beta here
+    x = (scale * rng.standard_normal((8, 512))).astype(np.float32)
+    assert np.all(np.isfinite(x))
+    gamma = rng.standard_normal(512).astype(np.float32)
+    dy = rng.standard_normal(x.shape).astype(np.float32)
+    ey, edx, edg, _ = errors(x, gamma, None, dy)
+    assert ey < 2e-6 and edx < 1e-5 and edg < 1e-5, (ey, edx, edg)
+
+
+@needs_wide
+@pytest.mark.parametrize("offset", [0.0, 1e3, 1e6, 1e8, 1e10, -1e10])
+def test_float64_offsets(rng, offset):
+    D = 1024
+    x = shifted_rows(rng, (32, D), offset, np.float64)
+    gamma, beta = rng.standard_normal(D), rng.standard_normal(D)
+    dy = rng.standard_normal(x.shape)
+    ey, edx, edg, edb = errors(x, gamma, beta, dy)
+    assert ey < 1e-12 and edx < 1e-11 and edg < 1e-11 and edb < 1e-11, (ey, edx, edg, edb)
+
+
+@needs_wide
+@pytest.mark.parametrize("scale", [1e300, 1e200, 1e-200, 1e-300])
+def test_float64_extreme_magnitudes(rng, scale):
+    # squares of 1e200 overflow float64 and squares of 1e-200 underflow: the power-of-two scaling
+    # in lnlib keeps both exact
+    x = scale * rng.standard_normal((4, 256))
+    gamma = rng.standard_normal(256)
+    dy = rng.standard_normal(x.shape)
+    y, cache = layer_norm_forward(x, gamma)
+    ry = layer_norm_longdouble(x, gamma)
+    assert np.all(np.isfinite(y))
+    assert max_rel_error(y, ry) < 1e-12
+    if scale >= 1e-200:  # rstd * D-sized terms stay normal numbers
+        _, rdx, rdg, _ = layer_norm_longdouble(x, gamma, None, 1e-5, dy)
+        dx, dgamma, _ = layer_norm_backward(dy, cache)
+        assert max_rel_error(dgamma, rdg) < 1e-11
+        assert max_rel_error(dx, rdx) < 1e-11
+
+
+def _correctly_rounded(got, exact, dtype):
+    """got is as close to exact as rounding exact to dtype allows (ties and double rounding: 1e-6 slack)."""
+    exact = np.asarray(exact, np.longdouble)
+    best = np.abs(exact.astype(dtype).astype(np.longdouble) - exact)
+    err = np.abs(np.asarray(got).astype(np.longdouble) - exact)
+    return bool(np.all(err <= best * (1 + 1e-6) + np.finfo(dtype).smallest_subnormal))
+
+
+@needs_wide
+@pytest.mark.parametrize("offset", [0.0, 30.0, 1000.0])
+def test_float16_correctly_rounded(rng, offset):
+    D = 256
+    x = shifted_rows(rng, (16, D), offset, np.float16)
+    gamma, beta = rng.standard_normal(D).astype(np.float16), rng.standard_normal(D).astype(np.float16)
+    dy = rng.standard_normal(x.shape).astype(np.float16)
+    y, cache = layer_norm_forward(x, gamma, beta)
+    dx, dgamma, dbeta = layer_norm_backward(dy, cache)
+    ry, rdx, rdg, rdb = layer_norm_longdouble(x, gamma, beta, 1e-5, dy)
+    for got, exact in ((y, ry), (dx, rdx), (dgamma, rdg), (dbeta, rdb)):
+        assert got.dtype == np.float16
+        assert _correctly_rounded(got, exact, np.float16)
+
+
+def test_d1_is_exact(rng):
+    for dtype in (np.float16, np.float32, np.float64):
+        x = (rng.standard_normal((5, 1)) * 1e3 + 7).astype(dtype)
+        gamma, beta = np.array([2.5], dtype), np.array([-0.75], dtype)
+        y, cache = layer_norm_forward(x, gamma, beta)
+        dx, dgamma, dbeta = layer_norm_backward(rng.standard_normal((5, 1)).astype(dtype), cache)
+        np.testing.assert_array_equal(y, np.broadcast_to(beta, y.shape))
+        assert np.all(dx == 0) and np.all(dgamma == 0)
+        np.testing.assert_array_equal(cache.x_hat, 0)
+
+
+@pytest.mark.parametrize("value", [0.0, 1.0, -3.25, 1e6, 123456.7, 1e30, 1e-30])
+def test_constant_row_gives_exact_zero(rng, value):
+    for dtype in (np.float32, np.float64):
+        x = np.full((3, 777), value, dtype)
+        y, cache = layer_norm_forward(x)
+        np.testing.assert_array_equal(y, 0)
+        np.testing.assert_array_equal(cache.x_hat, 0)
+        np.testing.assert_allclose(cache.rstd, 1 / np.sqrt(1e-5), rtol=1e-15)
+        dx, _, _ = layer_norm_backward(rng.standard_normal(x.shape).astype(dtype), cache)
+        # at a constant row x_hat = 0, so dx = rstd (g - mean g): finite and summing to zero
+        assert np.all(np.isfinite(dx)) and np.all(np.abs(dx.sum(-1)) < 1e-3 * np.abs(dx).sum(-1))
+
+
+def test_float64_huge_constant_row():
+    y, cache = layer_norm_forward(np.full((1, 8), 1e307))
+    np.testing.assert_array_equal(y, 0)
+    np.testing.assert_allclose(cache.rstd, 1 / np.sqrt(1e-5))
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_nan_inf_stay_in_their_row(rng, bad):
+    x = rng.standard_normal((4, 6))
+    x[1, 2] = bad
+    gamma, beta = rng.standard_normal(6), rng.standard_normal(6)
+    dy = rng.standard_normal(x.shape)
+    with np.errstate(all="raise"):  # and no floating-point warnings escape
+        y, cache = layer_norm_forward(x, gamma, beta)
+        dx, dgamma, dbeta = layer_norm_backward(dy, cache)
+    assert np.all(np.isnan(y[1])) and np.all(np.isnan(dx[1]))
+    clean = np.delete(x, 1, axis=0)
+    y_clean, c_clean = layer_norm_forward(clean, gamma, beta)
+    np.testing.assert_array_equal(np.delete(y, 1, axis=0), y_clean)
+    np.testing.assert_array_equal(np.delete(dx, 1, axis=0), layer_norm_backward(np.delete(dy, 1, axis=0), c_clean)[0])
+    assert np.all(np.isnan(dgamma))  # a sum over rows includes the poisoned row, as in PyTorch
+    np.testing.assert_allclose(dbeta, dy.sum(0))  # dbeta does not involve x
+
+
+def test_nan_in_dy_stays_in_its_row(rng):
+    x = rng.standard_normal((3, 5))
+    dy = rng.standard_normal(x.shape)
+    dy[0, 0] = np.nan
+    _, cache = layer_norm_forward(x)
+    dx, _, _ = layer_norm_backward(dy, cache)
+    assert np.all(np.isnan(dx[0])) and np.all(np.isfinite(dx[1:]))
+
+
+def test_oracle_agrees_with_mpmath(rng):
+    # the oracle is itself checked: 50 digits on a few rows, offsets included
+    for offset in (0.0, 1e6, 1e10):
+        x = offset + rng.standard_normal(24)
+        gamma, beta, dy = rng.standard_normal(24), rng.standard_normal(24), rng.standard_normal(24)
+        y_mp, dx_mp = layer_norm_mpmath(x, gamma, beta, 1e-5, dy)
+        y_ld, dx_ld, _, _ = layer_norm_longdouble(x[None], gamma, beta, 1e-5, dy[None])
+        tol = 1e-17 if LONGDOUBLE_IS_WIDER else 1e-14
+        assert max_rel_error(y_ld[0], np.array([float(v) for v in y_mp])) < tol * 10
+        assert max_rel_error(dx_ld[0], np.array([float(v) for v in dx_mp])) < tol * 10
