@@ -60,6 +60,13 @@ def layer_norm_longdouble(x, gamma=None, beta=None, eps=1e-5, dy=None):
     lead = tuple(range(xl.ndim - 1))
     g = dyl * gl
     dx = rstd * (g - g.sum(-1, keepdims=True) / D - x_hat * (g * x_hat).sum(-1, keepdims=True) / D)
+    if D == 2:
+        # For two columns, 1 and x_hat span everything and the formula above cancels to a remainder
+        # eps/(var+eps) times its terms. Written out, dx = eps rstd^3 (g1 - g2)/2 (1, -1) for any
+        # non-constant row, which has no cancellation; checked against mpmath in the tests.
+        half = (g[..., :1] - g[..., 1:]) / 2
+        exact = L(eps) * rstd**3 * np.concatenate([half, -half], axis=-1)
+        dx = np.where(var > 0, exact, dx)
     return y, dx, (dyl * x_hat).sum(axis=lead), dyl.sum(axis=lead)
 
 

@@ -6,7 +6,7 @@ import pytest
 from lnlib import layer_norm_backward, layer_norm_forward
 from lnlib.oracle import LONGDOUBLE_IS_WIDER, layer_norm_longdouble, layer_norm_mpmath, max_rel_error
 
-from .helpers import errors, shifted_rows
+from .helpers import correctly_rounded, errors, mp_to_longdouble, shifted_rows
 
 needs_wide = pytest.mark.skipif(not LONGDOUBLE_IS_WIDER, reason="np.longdouble is float64 on this platform")
 
@@ -74,17 +74,9 @@ def test_float64_extreme_magnitudes(rng, scale):
         assert max_rel_error(dx, rdx) < 1e-11
 
 
-def _correctly_rounded(got, exact, dtype):
-    """got is as close to exact as rounding exact to dtype allows (ties and double rounding: 1e-6 slack)."""
-    exact = np.asarray(exact, np.longdouble)
-    best = np.abs(exact.astype(dtype).astype(np.longdouble) - exact)
-    err = np.abs(np.asarray(got).astype(np.longdouble) - exact)
-    return bool(np.all(err <= best * (1 + 1e-6) + np.finfo(dtype).smallest_subnormal))
-
-
 @needs_wide
 @pytest.mark.parametrize("offset", [0.0, 30.0, 1000.0])
-def test_float16_correctly_rounded(rng, offset):
+def test_float16correctly_rounded(rng, offset):
     D = 256
     x = shifted_rows(rng, (16, D), offset, np.float16)
     gamma, beta = rng.standard_normal(D).astype(np.float16), rng.standard_normal(D).astype(np.float16)
@@ -94,7 +86,7 @@ def test_float16_correctly_rounded(rng, offset):
     ry, rdx, rdg, rdb = layer_norm_longdouble(x, gamma, beta, 1e-5, dy)
     for got, exact in ((y, ry), (dx, rdx), (dgamma, rdg), (dbeta, rdb)):
         assert got.dtype == np.float16
-        assert _correctly_rounded(got, exact, np.float16)
+        assert correctly_rounded(got, exact, np.float16)
 
 
 def test_d1_is_exact(rng):
@@ -154,6 +146,16 @@ def test_nan_in_dy_stays_in_its_row(rng):
     assert np.all(np.isnan(dx[0])) and np.all(np.isfinite(dx[1:]))
 
 
+@needs_wide
+def test_oracle_two_columns_agrees_with_mpmath(rng):
+    for spread in (1.0, 1e4, 1e8, 1e30):
+        x = spread * rng.standard_normal(2)
+        dy = rng.standard_normal(2)
+        _, dx_mp = layer_norm_mpmath(x, None, None, 1e-5, dy, dps=120)
+        _, dx_ld, _, _ = layer_norm_longdouble(x[None], None, None, 1e-5, dy[None])
+        assert max_rel_error(dx_ld[0], mp_to_longdouble(dx_mp)) < 1e-17
+
+
 def test_oracle_agrees_with_mpmath(rng):
     # the oracle is itself checked: 50 digits on a few rows, offsets included
     for offset in (0.0, 1e6, 1e10):
@@ -162,5 +164,18 @@ def test_oracle_agrees_with_mpmath(rng):
         y_mp, dx_mp = layer_norm_mpmath(x, gamma, beta, 1e-5, dy)
         y_ld, dx_ld, _, _ = layer_norm_longdouble(x[None], gamma, beta, 1e-5, dy[None])
         tol = 1e-17 if LONGDOUBLE_IS_WIDER else 1e-14
-        assert max_rel_error(y_ld[0], np.array([float(v) for v in y_mp])) < tol * 10
-        assert max_rel_error(dx_ld[0], np.array([float(v) for v in dx_mp])) < tol * 10
+        assert max_rel_error(y_ld[0], mp_to_longdouble(y_mp)) < tol
+        assert max_rel_error(dx_ld[0], mp_to_longdouble(dx_mp)) < tol
+
+
+@needs_wide
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("spread", [1e-3, 1.0, 1e3, 1e8])
+def test_two_columns(rng, dtype, spread):
+    # with D = 2, dx is eps/(var + eps) times the size of the terms of the general formula
+    x = (spread * rng.standard_normal((64, 2)) + 5 * spread).astype(dtype)
+    gamma, beta = rng.standard_normal(2).astype(dtype), rng.standard_normal(2).astype(dtype)
+    dy = rng.standard_normal(x.shape).astype(dtype)
+    ey, edx, edg, edb = errors(x, gamma, beta, dy)
+    tol_y, tol_g = (2e-6, 1e-5) if dtype == np.float32 else (1e-12, 1e-11)
+    assert ey < tol_y and edx < tol_g and edg < tol_g and edb < tol_g, (ey, edx, edg, edb)

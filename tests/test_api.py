@@ -56,7 +56,7 @@ def test_cache_is_minimal_and_typed(rng):
     x = rng.standard_normal((3, 4, D)).astype(np.float32)
     _, cache = layer_norm_forward(x, np.ones(D, np.float32), np.zeros(D, np.float32))
     assert isinstance(cache, LayerNormCache)
-    assert set(cache._fields) == {"x_hat", "rstd", "gamma", "has_beta", "dtype"}
+    assert set(cache._fields) == {"x_hat", "rstd", "gamma", "eps", "has_beta", "dtype"}
     assert cache.x_hat.dtype == np.float64 and cache.x_hat.shape == x.shape
     assert cache.rstd.shape == (3, 4) and cache.rstd.dtype == np.float64
     assert cache.nbytes == M * D * 8 + M * 8 + D * 8
