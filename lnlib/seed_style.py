@@ -1,0 +1,41 @@
+"""The LayerNorm of the seed code, rewritten to show its habits side by side with lnlib's.
+
+Kept for comparison only (the cache audit in chapter 4 and the accuracy leaderboard): it computes in
+the dtype of its input with a plain mean, uses eps = 1e-8 by default (PyTorch uses 1e-5) and keeps a
+twelve-entry cache dictionary of which the backward needs three.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+DEFAULT_EPS = 1e-8
+
+
+def forward(x, gamma, beta, eps=DEFAULT_EPS):
+    """The seed's forward: ``y = gamma (x - mean)/sqrt(var + eps) + beta`` with a fat cache."""
+    B, T, D = x.shape
+    mean = np.mean(x, axis=-1, keepdims=True)
+    x_centered = x - mean
+    var = np.mean(x_centered**2, axis=-1, keepdims=True)
+    std = np.sqrt(var + eps)
+    x_norm = x_centered / std
+    y = gamma * x_norm + beta
+    cache = {"x": x, "x_centered": x_centered, "x_norm": x_norm, "mean": mean, "var": var, "std": std,
+             "gamma": gamma, "beta": beta, "eps": eps, "B": B, "T": T, "D": D}
+    return y, cache
+
+
+def backward(dy, cache):
+    """The seed's backward: ``dx = (dz - mean(dz) - x_norm mean(dz x_norm)) / std`` with dz = dy gamma."""
+    x_norm, std, gamma = cache["x_norm"], cache["std"], cache["gamma"]
+    dgamma = np.sum(dy * x_norm, axis=(0, 1))
+    dbeta = np.sum(dy, axis=(0, 1))
+    dz = dy * gamma
+    dx = (dz - dz.mean(-1, keepdims=True) - x_norm * (dz * x_norm).mean(-1, keepdims=True)) / std
+    return dx, dgamma, dbeta
+
+
+def cache_nbytes(cache) -> int:
+    """Bytes held by the arrays in a seed-style cache (the scalars are not counted)."""
+    return sum(v.nbytes for v in cache.values() if isinstance(v, np.ndarray))

@@ -1,0 +1,62 @@
+"""The book's support modules: plotting style, cost measurement, the seed-style comparison code."""
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+from lnlib import bench, layer_norm_backward, layer_norm_forward, plotting, seed_style  # noqa: E402
+from lnlib.oracle import max_rel_error  # noqa: E402
+
+
+def test_style_is_opaque_and_colour_blind_safe():
+    plotting.use_style()
+    fig, ax = plt.subplots()
+    ax.plot([1, 2], [3, 4])
+    ax.set_xlabel("D")
+    ax.set_ylabel("seconds")
+    assert fig.get_facecolor()[3] == 1.0
+    assert matplotlib.rcParams["savefig.transparent"] is False
+    assert ax.lines[0].get_color() == plotting.PALETTE[0]
+    plotting.check_figure(fig)
+    plt.close(fig)
+
+
+def test_check_figure_rejects_unlabelled_and_transparent():
+    plotting.use_style()
+    fig, ax = plt.subplots()
+    ax.plot([1, 2], [3, 4])
+    ax.set_xlabel("x")
+    with pytest.raises(ValueError, match="y label"):
+        plotting.check_figure(fig)
+    ax.set_ylabel("y")
+    fig.patch.set_alpha(0.0)
+    with pytest.raises(ValueError, match="opaque"):
+        plotting.check_figure(fig)
+    plt.close(fig)
+
+
+def test_bench_measures_memory_of_temporaries():
+    small = bench.peak_memory(np.zeros, 1000)
+    big = bench.peak_memory(lambda: np.ones(1_000_000) + np.ones(1_000_000))  # two live inputs
+    assert small < 100_000 and big >= 16_000_000
+
+
+def test_bench_time_is_positive_and_ordered():
+    a = np.ones(100)
+    b = np.ones(1_000_000)
+    assert 0 < bench.time_call(np.sum, a, repeat=3) < bench.time_call(np.sum, b, repeat=3)
+
+
+def test_seed_style_matches_lnlib_but_keeps_a_fat_cache(rng):
+    x = rng.standard_normal((2, 3, 16))
+    gamma, beta, dy = rng.standard_normal(16), rng.standard_normal(16), rng.standard_normal(x.shape)
+    y, cache = seed_style.forward(x, gamma, beta, eps=1e-5)
+    y2, c2 = layer_norm_forward(x, gamma, beta)
+    assert max_rel_error(y, y2) < 1e-14
+    for a, b in zip(seed_style.backward(dy, cache), layer_norm_backward(dy, c2)):
+        assert max_rel_error(a, b) < 1e-13
+    assert len(cache) == 12
+    assert seed_style.cache_nbytes(cache) > 2 * c2.nbytes
