@@ -1,0 +1,243 @@
+"""GPU benchmark: lnlib.cuda, its earlier versions, PyTorch eager and torch.compile, against the copy line.
+
+    python benchmarks/gpu.py --out DIR [--quick] [--no-compile]
+
+Per shape (rows x D with x of 256 MiB, so every call moves at least 512 MiB), every implementation
+is first checked against a float64 reference computed on the GPU from the same inputs, then timed
+with CUDA events after warm-up (median of the timed calls). Bytes are the minimum each pass must
+move: forward 2*M*D*s + 8*M + 2*D*s, backward 3*M*D*s + 8*M + 3*D*s. The 100% line is a
+device-to-device cudaMemcpy measured (bytes read + written) at the start and at the end of the run.
+Writes gpu-<device>-<date>.json with provenance; never edit it by hand.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import cupy as cp  # noqa: E402
+
+from lnlib import cuda as lncuda  # noqa: E402
+from lnlib.cuda import versions  # noqa: E402
+
+try:
+    import torch
+    import torch.nn.functional as F
+except ImportError:  # lnlib alone can still be measured
+    torch = None
+
+D_LIST = [256, 1024, 4096, 8192, 16384, 65536]
+EPS = 1e-5
+
+
+def time_ms(fn, warmup=5, reps=30):
+    """Median milliseconds of fn() with CUDA events on the current stream, after warm-up."""
+    for _ in range(warmup):
+        fn()
+    stream = cp.cuda.get_current_stream()
+    times = []
+    for _ in range(reps):
+        a, b = cp.cuda.Event(), cp.cuda.Event()
+        a.record(stream)
+        fn()
+        b.record(stream)
+        b.synchronize()
+        times.append(cp.cuda.get_elapsed_time(a, b))
+    return statistics.median(times)
+
+
+def copy_gbps(nbytes=2 << 30):
+    src = cp.empty(nbytes // 4, cp.float32)
+    src[...] = 1.0
+    dst = cp.empty_like(src)
+    stream = cp.cuda.get_current_stream()
+
+    def run():
+        cp.cuda.runtime.memcpyAsync(dst.data.ptr, src.data.ptr, nbytes, cp.cuda.runtime.memcpyDeviceToDevice, stream.ptr)
+
+    ms = time_ms(run, warmup=10, reps=30)
+    del src, dst
+    return 2 * nbytes / (ms * 1e-3) / 1e9
+
+
+def reference64(x, gamma, beta, dy):
+    """float64 LayerNorm forward and backward on the GPU, rows shifted by their first element."""
+    x64 = x.astype(cp.float64)
+    d = x64 - x64[:, :1]
+    xc = d - d.mean(1, keepdims=True)
+    rstd = 1.0 / cp.sqrt((xc * xc).mean(1, keepdims=True) + EPS)
+    xh = xc * rstd
+    g64, b64, dy64 = gamma.astype(cp.float64), beta.astype(cp.float64), dy.astype(cp.float64)
+    y = xh * g64 + b64
+    g = dy64 * g64
+    dx = rstd * (g - g.mean(1, keepdims=True) - xh * (g * xh).mean(1, keepdims=True))
+    return y, dx, (dy64 * xh).sum(0), dy64.sum(0)
+
+
+def rel_err(a, ref):
+    a = cp.asarray(a).astype(cp.float64)
+    return float(cp.max(cp.abs(a - ref)) / cp.max(cp.abs(ref)))
+
+
+def as_cupy(t):
+    if torch is not None and isinstance(t, torch.Tensor):
+        if t.dtype == torch.bfloat16:
+            t = t.float()
+        return cp.from_dlpack(t.detach())
+    return t
+
+
+def provenance(args, git_commit):
+    dev = cp.cuda.Device()
+    props = cp.cuda.runtime.getDeviceProperties(dev.id)
+    try:
+        smi = subprocess.run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
+                             capture_output=True, text=True, timeout=30).stdout.strip()
+    except Exception:
+        smi = ""
+    return {
+        "device": props["name"].decode() if isinstance(props["name"], bytes) else props["name"],
+        "driver": smi or str(cp.cuda.runtime.driverGetVersion()),
+        "cuda": str(cp.cuda.runtime.runtimeGetVersion()),
+        "cupy": cp.__version__,
+        "torch": None if torch is None else torch.__version__,
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "command": " ".join([Path(sys.executable).name, *sys.argv]),
+        "git_commit": git_commit,
+        "python": platform.python_version(),
+        "sm_count": dev.attributes["MultiProcessorCount"],
+    }
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--out", default="benchmarks/results")
+    ap.add_argument("--quick", action="store_true", help="fewer shapes and repetitions")
+    ap.add_argument("--no-compile", action="store_true", help="skip torch.compile")
+    ap.add_argument("--dtypes", default="float32,bfloat16")
+    ap.add_argument("--versions", action="store_true", help="also the book's kernel versions (float32)")
+    args = ap.parse_args()
+    git_commit = os.environ.get("LNLIB_GIT_COMMIT", "unknown")
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+
+    # warm the GPU so the first copy measurement is not taken at idle clocks
+    warm = cp.random.standard_normal((1 << 27,), dtype=cp.float32)
+    for _ in range(20):
+        warm *= 1.0001
+    del warm
+    copy_start = copy_gbps()
+    print(f"copy: {copy_start:.0f} GB/s")
+    rows = []
+    Ds = D_LIST if not args.quick else [256, 4096, 65536]
+    reps = 30 if not args.quick else 10
+    compiled = {}
+
+    for dtype in args.dtypes.split(","):
+        s = 4 if dtype == "float32" else 2
+        for D in Ds:
+            M = (256 << 20) // (D * s)
+            rng = cp.random.default_rng(D)
+            x32 = (rng.standard_normal((M, D), dtype=cp.float32) * 2 + 1.5).astype(cp.float32)
+            g32 = (1 + 0.5 * rng.standard_normal(D, dtype=cp.float32)).astype(cp.float32)
+            b32 = rng.standard_normal(D, dtype=cp.float32)
+            dy32 = rng.standard_normal((M, D), dtype=cp.float32)
+            if dtype == "float32":
+                x, g, b, dy = x32, g32, b32, dy32
+            else:  # bfloat16 through torch tensors (CuPy has no bfloat16)
+                x, g, b, dy = (torch.from_dlpack(a).to(torch.bfloat16) for a in (x32, g32, b32, dy32))
+            # the reference is computed from the values each implementation actually receives
+            xs, gs, bs, dys = (as_cupy(a) for a in (x, g, b, dy))
+            ref = reference64(xs, gs, bs, dys)
+            fwd_bytes = 2 * M * D * s + 8 * M + 2 * D * s
+            bwd_bytes = 3 * M * D * s + 8 * M + 3 * D * s
+
+            def record(impl, pas, fn, check):
+                err = check()
+                ms = time_ms(fn, reps=reps)
+                nbytes = fwd_bytes if pas == "forward" else bwd_bytes
+                row = {"impl": impl, "pass": pas, "dtype": dtype, "rows": M, "cols": D, "seconds": ms * 1e-3,
+                       "bytes": nbytes, "gbps": nbytes / (ms * 1e-3) / 1e9, "max_rel_error": err}
+                rows.append(row)
+                print(f"{dtype:8s} {M:7d} x {D:5d} {impl:14s} {pas:8s} {ms:8.3f} ms {row['gbps']:7.0f} GB/s "
+                      f"{100 * row['gbps'] / copy_start:5.1f}%  err {err:.1e}", flush=True)
+
+            # lnlib
+            y, cache = lncuda.layer_norm_forward(x, g, b, EPS)
+            record("lnlib", "forward", lambda: lncuda.layer_norm_forward(x, g, b, EPS), lambda: rel_err(as_cupy(y), ref[0]))
+            grads = lncuda.layer_norm_backward(dy, cache)
+            record("lnlib", "backward", lambda: lncuda.layer_norm_backward(dy, cache),
+                   lambda: max(rel_err(as_cupy(a), r) for a, r in zip(grads, (ref[1], ref[2], ref[3]))))
+            del y, cache, grads
+            if args.versions and dtype == "float32":
+                for v in versions.FORWARD[:-1]:
+                    try:
+                        yv = versions.forward(v, x, g, b, EPS)
+                    except ValueError:
+                        continue  # this version cannot take this D
+                    record(f"lnlib.{v}", "forward", lambda: versions.forward(v, x, g, b, EPS), lambda: rel_err(yv, ref[0]))
+                    del yv
+                mean, rstd = versions.v0_statistics(x)
+                gv = versions.backward_unfused_rowsums(x, dy, g, mean, rstd)
+                record("lnlib.b0", "backward", lambda: versions.backward_unfused_rowsums(x, dy, g, mean, rstd),
+                       lambda: max(rel_err(a, r) for a, r in zip(gv, (ref[1], ref[2], ref[3]))))
+                del gv, mean, rstd
+            if torch is not None:
+                xt, gt, bt, dyt = (a if isinstance(a, torch.Tensor) else torch.from_dlpack(a) for a in (x, g, b, dy))
+                yt, mt, rt = torch.ops.aten.native_layer_norm(xt, [D], gt, bt, EPS)
+                record("torch", "forward", lambda: torch.ops.aten.native_layer_norm(xt, [D], gt, bt, EPS),
+                       lambda: rel_err(as_cupy(yt), ref[0]))
+                gr = torch.ops.aten.native_layer_norm_backward(dyt, xt, [D], mt, rt, gt, bt, [True, True, True])
+                record("torch", "backward",
+                       lambda: torch.ops.aten.native_layer_norm_backward(dyt, xt, [D], mt, rt, gt, bt, [True, True, True]),
+                       lambda: max(rel_err(as_cupy(a), r) for a, r in zip(gr, (ref[1], ref[2], ref[3]))))
+                del yt, mt, rt, gr
+                if not args.no_compile:
+                    fn = compiled.setdefault("f", torch.compile(lambda a, w, c: F.layer_norm(a, (a.shape[-1],), w, c, EPS)))
+                    with torch.no_grad():
+                        yc = fn(xt, gt, bt)
+                        record("torch.compile", "forward", lambda: fn(xt, gt, bt), lambda: rel_err(as_cupy(yc), ref[0]))
+                    del yc
+                    xr, gr_, br = (t.detach().requires_grad_() for t in (xt, gt, bt))
+                    yr = fn(xr, gr_, br)
+                    gc = torch.autograd.grad(yr, (xr, gr_, br), dyt, retain_graph=True)
+                    record("torch.compile", "backward", lambda: torch.autograd.grad(yr, (xr, gr_, br), dyt, retain_graph=True),
+                           lambda: max(rel_err(as_cupy(a), r) for a, r in zip(gc, (ref[1], ref[2], ref[3]))))
+                    del xr, gr_, br, yr, gc
+                del xt, gt, bt, dyt
+            del x, g, b, dy, x32, g32, b32, dy32, xs, gs, bs, dys, ref
+            cp.get_default_memory_pool().free_all_blocks()
+            if torch is not None:
+                torch.cuda.empty_cache()
+
+    copy_end = copy_gbps()
+    print(f"copy at the end: {copy_end:.0f} GB/s")
+    prov = provenance(args, git_commit)
+    result = {"provenance": prov, "copy_gbps": copy_start, "copy_gbps_end": copy_end, "rows": rows}
+    name = f"gpu-{prov['device'].replace(' ', '_')}-{prov['date'][:10]}.json"
+    (out / name).write_text(json.dumps(result, indent=1))
+    print(f"wrote {out / name}")
+    # the summary table, last, as % of the copy line
+    print("\nimpl            pass      dtype     " + " ".join(f"{d:>6d}" for d in Ds))
+    for impl in dict.fromkeys(r["impl"] for r in rows):
+        for pas in ("forward", "backward"):
+            for dtype in args.dtypes.split(","):
+                cells = {r["cols"]: r for r in rows if r["impl"] == impl and r["pass"] == pas and r["dtype"] == dtype}
+                if cells:
+                    print(f"{impl:15s} {pas:9s} {dtype:9s} " + " ".join(
+                        f"{100 * cells[d]['gbps'] / copy_start:5.0f}%" if d in cells else "     -" for d in Ds))
+
+
+if __name__ == "__main__":
+    main()

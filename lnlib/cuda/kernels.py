@@ -1,0 +1,152 @@
+"""Compiling the CUDA sources and choosing a launch configuration for a row length.
+
+Nothing here needs a GPU except :func:`get_kernel` and the launchers: :func:`compile_cubin` runs
+NVRTC on the CPU, which is how CI checks that every kernel compiles for sm_75 and sm_90.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+SOURCES = {"layernorm": HERE / "layernorm.cu", "versions": HERE / "versions.cu"}
+OPTIONS = ("-std=c++17",)
+#: kernel template argument for each storage dtype name
+CTYPE = {"float32": "float", "float16": "half_t", "bfloat16": "bf16_t"}
+ITEMSIZE = {"float32": 4, "float16": 2, "bfloat16": 2}
+
+# Register budget: a thread keeps at most this many row elements (forward) or of each of x and dy
+# (backward) in registers; longer rows are split over a cluster of blocks (sm_90) or looped over.
+MAX_PER_THREAD_FWD = 32
+MAX_PER_THREAD_BWD = 16
+MAX_TPR = 1024
+SMEM_ACC_LIMIT = 160 * 1024  # dynamic shared memory for the backward's dgamma/dbeta accumulators
+
+
+def source(name: str = "layernorm") -> str:
+    """The CUDA C++ source text of ``name`` ('layernorm' or 'versions')."""
+    return SOURCES[name].read_text()
+
+
+def compile_cubin(name_expressions, arch: str = "sm_90", source_name: str = "layernorm") -> bytes:
+    """Compile the named template instances with NVRTC (no GPU needed) and return the cubin.
+
+    Raises RuntimeError with NVRTC's log if compilation fails.
+    """
+    from cupy_backends.cuda.libs import nvrtc
+
+    prog = nvrtc.createProgram(source(source_name), f"{source_name}.cu", [], [])
+    try:
+        for n in name_expressions:
+            nvrtc.addNameExpression(prog, n)
+        try:
+            nvrtc.compileProgram(prog, [f"--gpu-architecture={arch}", *OPTIONS])
+        except Exception as exc:  # NVRTC's error carries no log: attach it
+            raise RuntimeError(f"NVRTC failed for {arch}:\n{nvrtc.getProgramLog(prog)}") from exc
+        return nvrtc.getCUBIN(prog)
+    finally:
+        nvrtc.destroyProgram(prog)
+
+
+@functools.lru_cache(maxsize=None)
+def get_kernel(name_expression: str, source_name: str = "layernorm"):
+    """The compiled ``cupy.RawKernel`` for one template instance (compiled once, then cached)."""
+    import cupy
+
+    module = cupy.RawModule(code=source(source_name), options=OPTIONS, name_expressions=[name_expression])
+    return module.get_function(name_expression)
+
+
+@dataclass(frozen=True)
+class RowConfig:
+    """How one row is spread over threads: see the template parameters in layernorm.cu."""
+
+    kind: str  # 'rows' (register kernels), 'cluster' (sm_90, C blocks per row) or 'looped'
+    VW: int = 1
+    N: int = 1
+    TPR: int = 32
+    RPB: int = 1
+    C: int = 1
+
+    @property
+    def threads(self) -> int:
+        return 1024 if self.kind == "looped" else self.TPR * self.RPB
+
+
+def _pow2ceil(n: int) -> int:
+    return 1 << max(0, math.ceil(math.log2(max(1, n))))
+
+
+def choose(D: int, dtype: str, backward: bool, cc: int = 90, aligned: bool = True, vector: bool = True) -> RowConfig:
+    """Pick the kernel layout for rows of length ``D``.
+
+    Threads per row grow with D so that each thread holds about 8 to 16 elements (enough loads in
+    flight, few enough registers); short rows share a block (RPB rows of TPR threads); rows too long
+    for one block's registers are split over a cluster of C blocks on sm_90, or looped over elsewhere.
+    """
+    s = ITEMSIZE[dtype]
+    VW = 16 // s if (vector and aligned and D % (16 // s) == 0) else 1
+    V = D // VW if VW > 1 else D
+    cap = MAX_PER_THREAD_BWD if backward else MAX_PER_THREAD_FWD
+    target = 8 if backward else 16  # elements per thread when there is a choice
+    TPR = min(MAX_TPR, _pow2ceil(math.ceil(V * VW / target)))
+    TPR = max(1, min(TPR, _pow2ceil(V)))
+    N = math.ceil(V / TPR)
+    C = 1
+    if N * VW > cap:
+        if cc < 90 or VW == 1:
+            return RowConfig("looped")
+        C = next((c for c in (2, 4, 8) if D % (c * VW) == 0 and math.ceil(V / c / MAX_TPR) * VW <= cap), 0)
+        if not C:
+            return RowConfig("looped")
+        TPR = MAX_TPR
+        N = math.ceil(V / C / TPR)
+    RPB = max(1, min(32, 256 // TPR)) if C == 1 else 1
+    if backward:  # the accumulators of all RPB row groups must fit in shared memory
+        while RPB > 1 and RPB * 2 * (D // C) * 4 > SMEM_ACC_LIMIT:
+            RPB //= 2
+        if 2 * (D // C) * 4 > SMEM_ACC_LIMIT:
+            if cc < 90:
+                return RowConfig("looped")
+            C2 = next((c for c in (2, 4, 8) if c > C and D % (c * VW) == 0 and 2 * (D // c) * 4 <= SMEM_ACC_LIMIT), 0)
+            if not C2:
+                return RowConfig("looped")
+            C, TPR = C2, MAX_TPR
+            N = math.ceil(V / C / TPR)
+    return RowConfig("cluster" if C > 1 else "rows", VW, N, TPR, RPB, C)
+
+
+def forward_name(dtype: str, cfg: RowConfig, onepass: bool = False) -> str:
+    t = CTYPE[dtype]
+    if cfg.kind == "looped":
+        return f"ln_fwd_looped<{t}, 1024>"
+    if cfg.kind == "cluster":
+        return f"ln_fwd_cluster<{t}, {cfg.VW}, {cfg.N}, {cfg.TPR}, {cfg.C}>"
+    return f"ln_fwd<{t}, {cfg.VW}, {cfg.N}, {cfg.TPR}, {cfg.RPB}, {'true' if onepass else 'false'}>"
+
+
+def backward_name(dtype: str, cfg: RowConfig) -> str:
+    t = CTYPE[dtype]
+    if cfg.kind == "looped":
+        return f"ln_bwd_looped<{t}, 1024>"
+    if cfg.kind == "cluster":
+        return f"ln_bwd_cluster<{t}, {cfg.VW}, {cfg.N}, {cfg.TPR}, {cfg.C}>"
+    return f"ln_bwd<{t}, {cfg.VW}, {cfg.N}, {cfg.TPR}, {cfg.RPB}>"
+
+
+def all_instances(cc: int = 90) -> list[str]:
+    """Every template instance the chooser can pick for D in 1..2**20 and the supported dtypes."""
+    names = set()
+    for dtype in CTYPE:
+        names.update({f"ln_col_sum<{CTYPE[dtype]}>", f"ln_bwd_params_looped<{CTYPE[dtype]}>"})
+        Ds = set(range(1, 65)) | {2**k for k in range(21)} | {3 * 2**k for k in range(19)} | {2**k + 8 for k in range(4, 20)}
+        Ds |= {100, 250, 300, 1000, 100003}
+        for D in sorted(Ds):
+            for vector in (True, False):
+                names.add(forward_name(dtype, choose(D, dtype, False, cc, vector=vector)))
+                names.add(backward_name(dtype, choose(D, dtype, True, cc, vector=vector)))
+        names.add(forward_name(dtype, choose(4096, dtype, False, cc), onepass=True))
+    return sorted(names)

@@ -1,0 +1,204 @@
+"""lnlib.cuda against float64/long-double references on fresh random data. Skipped without a GPU."""
+
+import numpy as np
+import pytest
+
+from lnlib.cuda import api
+
+pytestmark = pytest.mark.skipif(not api.is_available(), reason="no CUDA GPU (CuPy sees no device)")
+
+if api.is_available():
+    import cupy as cp
+
+from lnlib.oracle import layer_norm_longdouble, max_rel_error  # noqa: E402
+
+try:
+    import torch
+except ImportError:
+    torch = None
+
+
+@pytest.fixture
+def poisoned():
+    """Every CuPy allocation starts as NaN bytes (0xFF), so an unwritten output element fails the check."""
+    pool = cp.cuda.MemoryPool()
+
+    def malloc(size):
+        mem = pool.malloc(size)
+        cp.cuda.runtime.memset(mem.ptr, 0xFF, size)
+        return mem
+
+    cp.cuda.set_allocator(malloc)
+    yield
+    cp.cuda.set_allocator(cp.get_default_memory_pool().malloc)
+
+
+def _case(rng, M, D, offset, dtype=np.float32):
+    x = (offset + rng.standard_normal((M, D))).astype(dtype)
+    gamma = (1 + 0.5 * rng.standard_normal(D)).astype(dtype)
+    beta = rng.standard_normal(D).astype(dtype)
+    dy = rng.standard_normal((M, D)).astype(dtype)
+    return x, gamma, beta, dy
+
+
+def _run(x, gamma, beta, dy):
+    xg, gg, bg, dyg = (cp.asarray(a) for a in (x, gamma, beta, dy))
+    y, cache = api.layer_norm_forward(xg, gg, bg)
+    dx, dgamma, dbeta = api.layer_norm_backward(dyg, cache)
+    return [cp.asnumpy(a) for a in (y, dx, dgamma, dbeta)]
+
+
+SHAPES = [(1, 1), (7, 1), (5, 2), (3, 3), (33, 7), (4, 31), (17, 64), (9, 100), (64, 256), (5, 768), (3, 1000),
+          (130, 1024), (2, 4096), (3, 8192), (2, 16384), (2, 65536), (1, 100003), (2, 262144)]
+
+
+@pytest.mark.parametrize("M,D", SHAPES)
+@pytest.mark.parametrize("offset", [0.0, 1e3, 1e6])
+def test_float32_against_long_double(poisoned, M, D, offset):
+    rng = np.random.default_rng(hash((M, D, offset)) % 2**32)
+    x, gamma, beta, dy = _case(rng, M, D, offset)
+    y, dx, dgamma, dbeta = _run(x, gamma, beta, dy)
+    ry, rdx, rdg, rdb = layer_norm_longdouble(x, gamma, beta, 1e-5, dy)
+    errs = [max_rel_error(a, r) for a, r in ((y, ry), (dx, rdx), (dgamma, rdg), (dbeta, rdb))]
+    if D == 1:  # exact: y = beta, dx = dgamma = 0
+        assert np.array_equal(y, np.broadcast_to(beta, y.shape)) and not dx.any() and not dgamma.any()
+        return
+    if D == 2:  # dx is an eps effect, a difference of terms 1/(eps rstd^2) larger: only y and params
+        errs[1] = 0.0
+    assert errs[0] < 5e-6 and max(errs[1:]) < 2e-5, errs
+
+
+@pytest.mark.parametrize("M,D", [(64, 256), (8, 4096), (2, 65536), (3, 100)])
+def test_float16_cupy(poisoned, M, D):
+    rng = np.random.default_rng(D)
+    x, gamma, beta, dy = _case(rng, M, D, 10.0, np.float16)
+    y, dx, dgamma, dbeta = _run(x, gamma, beta, dy)
+    ry, rdx, rdg, rdb = layer_norm_longdouble(x, gamma, beta, 1e-5, dy)
+    assert y.dtype == np.float16
+    assert max_rel_error(y, ry) < 2**-10 and max_rel_error(dx, rdx) < 2**-9
+    assert max_rel_error(dgamma, rdg) < 2**-9 and max_rel_error(dbeta, rdb) < 2**-9
+
+
+@pytest.mark.skipif(torch is None or not (torch and torch.cuda.is_available()), reason="needs CUDA torch")
+@pytest.mark.parametrize("dtype", ["float32", "float16", "bfloat16"])
+@pytest.mark.parametrize("M,D", [(64, 256), (16, 1024), (4, 8192), (2, 65536), (5, 7)])
+def test_torch_tensors(M, D, dtype):
+    tdt = getattr(torch, dtype)
+    g = torch.Generator(device="cuda").manual_seed(D)
+    x = (3 + torch.randn(M, D, device="cuda", generator=g)).to(tdt)
+    gamma = (1 + 0.5 * torch.randn(D, device="cuda", generator=g)).to(tdt)
+    beta = torch.randn(D, device="cuda", generator=g).to(tdt)
+    dy = torch.randn(M, D, device="cuda", generator=g).to(tdt)
+    before = [t.clone() for t in (x, gamma, beta, dy)]
+    y, cache = api.layer_norm_forward(x, gamma, beta)
+    dx, dgamma, dbeta = api.layer_norm_backward(dy, cache)
+    assert all(isinstance(t, torch.Tensor) and t.dtype == tdt for t in (y, dx, dgamma, dbeta))
+    for t, b in zip((x, gamma, beta, dy), before):
+        assert torch.equal(t, b)  # inputs never modified
+    f = lambda t: t.float().cpu().numpy()  # noqa: E731
+    ry, rdx, rdg, rdb = layer_norm_longdouble(f(x), f(gamma), f(beta), 1e-5, f(dy))
+    tol = {"float32": (5e-6, 2e-5), "float16": (2**-10, 2**-9), "bfloat16": (2**-7, 2**-6)}[dtype]
+    assert max_rel_error(f(y), ry) < tol[0]
+    for a, r in ((dx, rdx), (dgamma, rdg), (dbeta, rdb)):
+        assert max_rel_error(f(a), r) < tol[1]
+
+
+def test_dgamma_dbeta_bitwise_deterministic():
+    rng = np.random.default_rng(0)
+    for M, D in [(4099, 256), (1000, 4096), (64, 65536)]:
+        x, gamma, beta, dy = (cp.asarray(a) for a in _case(rng, M, D, 1.0))
+        _, cache = api.layer_norm_forward(x, gamma, beta)
+        runs = [api.layer_norm_backward(dy, cache) for _ in range(5)]
+        for r in runs[1:]:
+            for a, b in zip(runs[0], r):
+                assert cp.asnumpy(a).tobytes() == cp.asnumpy(b).tobytes()
+
+
+def test_nan_inf_stay_in_their_row():
+    rng = np.random.default_rng(1)
+    x, gamma, beta, dy = _case(rng, 6, 1024, 0.0)
+    x[1, 5], x[3, 0] = np.nan, np.inf
+    y, dx, dgamma, dbeta = _run(x, gamma, beta, dy)
+    bad = np.isnan(y).any(-1)
+    assert list(bad) == [False, True, False, True, False, False]
+    assert np.all(np.isfinite(y[~bad])) and np.all(np.isfinite(dx[~bad]))
+
+
+def test_no_affine_and_shapes():
+    rng = np.random.default_rng(2)
+    x = cp.asarray(rng.standard_normal((2, 3, 40)).astype(np.float32))
+    y, cache = api.layer_norm_forward(x)
+    dx, dgamma, dbeta = api.layer_norm_backward(cp.asarray(rng.standard_normal((2, 3, 40)).astype(np.float32)), cache)
+    assert y.shape == dx.shape == (2, 3, 40) and dgamma is None and dbeta is None
+    assert cache.mean_shift.nbytes + cache.rstd.nbytes == 8 * 6  # 8 bytes a row
+    ry = layer_norm_longdouble(cp.asnumpy(x))
+    assert max_rel_error(cp.asnumpy(y), ry) < 5e-6
+
+
+def test_more_than_2_to_31_elements():
+    # 32769 x 65536 float16 = 2^31 + 65536 elements: 64-bit indexing
+    M, D = 32769, 65536
+    rng = cp.random.default_rng(3)
+    x = (rng.standard_normal((M, D), dtype=cp.float32) + 2).astype(cp.float16)
+    dy = rng.standard_normal((M, D), dtype=cp.float32).astype(cp.float16)
+    y, cache = api.layer_norm_forward(x)
+    dx, _, _ = api.layer_norm_backward(dy, cache)
+    rows = [0, M // 2, M - 1]
+    xs, dys = cp.asnumpy(x[rows]), cp.asnumpy(dy[rows])
+    ry, rdx, _, _ = layer_norm_longdouble(xs, None, None, 1e-5, dys)
+    assert max_rel_error(cp.asnumpy(y[rows]), ry) < 2**-10
+    assert max_rel_error(cp.asnumpy(dx[rows]), rdx) < 2**-9
+    del x, dy, y, dx, cache
+
+
+@pytest.mark.parametrize(
+    "call,exc,pattern",
+    [
+        (lambda: api.layer_norm_forward(np.ones((2, 4), np.float32)), TypeError, r"^x must be a cupy"),
+        (lambda: api.layer_norm_forward(cp.ones((2, 4), cp.int32)), TypeError, r"^x must be a CuPy array of float32"),
+        (lambda: api.layer_norm_forward(cp.ones((2, 4), cp.float64)), TypeError, r"^x "),
+        (lambda: api.layer_norm_forward(cp.ones((), cp.float32)), ValueError, r"^x must have at least one axis"),
+        (lambda: api.layer_norm_forward(cp.ones((2, 0), cp.float32)), ValueError, r"^x must have D"),
+        (lambda: api.layer_norm_forward(cp.ones((2, 4), cp.float32), cp.ones(5, cp.float32)), ValueError, r"^gamma must have shape"),
+        (lambda: api.layer_norm_forward(cp.ones((2, 4), cp.float32), None, cp.ones(4, cp.float16)), TypeError, r"^beta must have x's dtype"),
+        (lambda: api.layer_norm_forward(cp.ones((2, 4), cp.float32), eps=0.0), ValueError, r"^eps "),
+        (lambda: api.layer_norm_backward(cp.ones((2, 4), cp.float32), (1, 2)), TypeError, r"^cache must be"),
+    ],
+)
+def test_errors(call, exc, pattern):
+    with pytest.raises(exc, match=pattern):
+        call()
+
+
+def test_bad_dy():
+    x = cp.ones((2, 4), cp.float32) + cp.arange(4, dtype=cp.float32)
+    _, cache = api.layer_norm_forward(x)
+    with pytest.raises(ValueError, match=r"^dy must have the shape of y"):
+        api.layer_norm_backward(cp.ones((2, 5), cp.float32), cache)
+    with pytest.raises(TypeError, match=r"^dy must be a cupy array of dtype float32"):
+        api.layer_norm_backward(cp.ones((2, 4), cp.float16), cache)
+
+
+@pytest.mark.skipif(torch is None or not (torch and torch.cuda.is_available()), reason="needs CUDA torch")
+def test_torch_in_place_modification_is_refused():
+    x = torch.randn(4, 8, device="cuda")
+    _, cache = api.layer_norm_forward(x)
+    x.mul_(2)
+    with pytest.raises(ValueError, match="modified in place"):
+        api.layer_norm_backward(torch.randn(4, 8, device="cuda"), cache)
+
+
+def test_versions_agree_and_seed_bug_is_shown():
+    from lnlib.cuda import versions
+
+    rng = np.random.default_rng(4)
+    x, gamma, beta, dy = (cp.asarray(a) for a in _case(rng, 64, 1024, 0.5))
+    ry = layer_norm_longdouble(cp.asnumpy(x), cp.asnumpy(gamma), cp.asnumpy(beta))
+    for v in versions.FORWARD:
+        assert max_rel_error(cp.asnumpy(versions.forward(v, x, gamma, beta)), ry) < 5e-6, v
+    broken = cp.asnumpy(versions.forward("v0", x, gamma, beta, broken=True))
+    assert max_rel_error(broken, ry) > 0.1
+    _, rdx, rdg, rdb = layer_norm_longdouble(cp.asnumpy(x), cp.asnumpy(gamma), cp.asnumpy(beta), 1e-5, cp.asnumpy(dy))
+    for v in versions.BACKWARD:
+        dx, dg, db = versions.backward(v, dy, x, gamma, beta)
+        assert max_rel_error(cp.asnumpy(dx), rdx) < 2e-5 and max_rel_error(cp.asnumpy(dg), rdg) < 2e-5, v
