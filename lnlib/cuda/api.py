@@ -82,7 +82,10 @@ def _stream(t: _Tensor):
     if t.kind == "torch":
         import torch
 
-        return cupy.cuda.ExternalStream(torch.cuda.current_stream(t.obj.device).cuda_stream, t.device)
+        ts = torch.cuda.current_stream(t.obj.device)
+        if hasattr(cupy.cuda.Stream, "from_external"):  # CuPy >= 14
+            return cupy.cuda.Stream.from_external(ts)
+        return cupy.cuda.ExternalStream(ts.cuda_stream, t.device)
     return cupy.cuda.get_current_stream()
 
 

@@ -70,6 +70,7 @@ class RowConfig:
     TPR: int = 32
     RPB: int = 1
     C: int = 1
+    acc_regs: bool = True  # backward: dgamma/dbeta running sums in registers (else shared memory)
 
     @property
     def threads(self) -> int:
@@ -91,7 +92,8 @@ def choose(D: int, dtype: str, backward: bool, cc: int = 90, aligned: bool = Tru
     VW = 16 // s if (vector and aligned and D % (16 // s) == 0) else 1
     V = D // VW if VW > 1 else D
     cap = MAX_PER_THREAD_BWD if backward else MAX_PER_THREAD_FWD
-    target = 8 if backward else 16  # elements per thread when there is a choice
+    # bytes each thread has in flight per array: 64 (forward) or 32 (backward, which loads x and dy)
+    target = (32 if backward else 64) // s
     TPR = min(MAX_TPR, _pow2ceil(math.ceil(V * VW / target)))
     TPR = max(1, min(TPR, _pow2ceil(V)))
     N = math.ceil(V / TPR)
@@ -116,7 +118,7 @@ def choose(D: int, dtype: str, backward: bool, cc: int = 90, aligned: bool = Tru
                 return RowConfig("looped")
             C, TPR = C2, MAX_TPR
             N = math.ceil(V / C / TPR)
-    return RowConfig("cluster" if C > 1 else "rows", VW, N, TPR, RPB, C)
+    return RowConfig("cluster" if C > 1 else "rows", VW, N, TPR, RPB, C, acc_regs=N * VW <= 8)
 
 
 def forward_name(dtype: str, cfg: RowConfig, onepass: bool = False) -> str:
@@ -132,9 +134,10 @@ def backward_name(dtype: str, cfg: RowConfig) -> str:
     t = CTYPE[dtype]
     if cfg.kind == "looped":
         return f"ln_bwd_looped<{t}, 1024>"
+    acc = "true" if cfg.acc_regs else "false"
     if cfg.kind == "cluster":
-        return f"ln_bwd_cluster<{t}, {cfg.VW}, {cfg.N}, {cfg.TPR}, {cfg.C}>"
-    return f"ln_bwd<{t}, {cfg.VW}, {cfg.N}, {cfg.TPR}, {cfg.RPB}>"
+        return f"ln_bwd_cluster<{t}, {cfg.VW}, {cfg.N}, {cfg.TPR}, {cfg.C}, {acc}>"
+    return f"ln_bwd<{t}, {cfg.VW}, {cfg.N}, {cfg.TPR}, {cfg.RPB}, {acc}>"
 
 
 def all_instances(cc: int = 90) -> list[str]:

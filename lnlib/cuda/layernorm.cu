@@ -45,6 +45,25 @@ template <> __device__ __forceinline__ bf16_t from_float<bf16_t>(float f) {
     return b;
 }
 
+// VW raw elements, loaded with one 16-byte access when VW * sizeof(T) == 16 and converted at use:
+// prefetching gamma, beta or x this way costs 4 registers per 16 bytes instead of VW floats.
+template <typename T, int VW>
+struct alignas(VW * sizeof(T) == 16 ? 16 : alignof(T)) Raw {
+    T e[VW];
+};
+
+template <typename T, int VW>
+__device__ __forceinline__ Raw<T, VW> load_raw(const T* p) {
+    if constexpr (VW * sizeof(T) == 16) {
+        return *reinterpret_cast<const Raw<T, VW>*>(p);
+    } else {
+        Raw<T, VW> r;
+#pragma unroll
+        for (int j = 0; j < VW; ++j) r.e[j] = p[j];
+        return r;
+    }
+}
+
 // VW elements at p, as floats; one 16-byte load when VW * sizeof(T) == 16.
 template <typename T, int VW>
 __device__ __forceinline__ void load_vec(const T* p, float (&v)[VW]) {
@@ -169,12 +188,15 @@ __device__ __forceinline__ void ln_fwd_body(const T* __restrict__ x, const T* __
         const T* xr = x + (size_t)row * D + col0;
         const float K = (active && !ONEPASS) ? to_float(x[(size_t)row * D]) : 0.0f;
         float d[N][VW];
+        Raw<T, VW> graw[N], braw[N];  // issued with the row's loads, so their latency overlaps
         float2 s = make_float2(0.f, 0.f);
 #pragma unroll
         for (int k = 0; k < N; ++k) {
             const int c = (k * TPR + lane) * VW;
             if (active && c < Dc) {
                 load_vec<T, VW>(xr + c, d[k]);
+                if (gamma) graw[k] = load_raw<T, VW>(gamma + col0 + c);
+                if (beta) braw[k] = load_raw<T, VW>(beta + col0 + c);
 #pragma unroll
                 for (int j = 0; j < VW; ++j) {
                     d[k][j] -= K;
@@ -212,14 +234,12 @@ __device__ __forceinline__ void ln_fwd_body(const T* __restrict__ x, const T* __
             for (int k = 0; k < N; ++k) {
                 const int c = (k * TPR + lane) * VW;
                 if (c < Dc) {
-                    float g[VW], b[VW], o[VW];
-                    if (gamma) load_vec<T, VW>(gamma + col0 + c, g);
-                    if (beta) load_vec<T, VW>(beta + col0 + c, b);
+                    float o[VW];
 #pragma unroll
                     for (int j = 0; j < VW; ++j) {
                         float h = (d[k][j] - m) * rs;
-                        if (gamma) h *= g[j];
-                        if (beta) h += b[j];
+                        if (gamma) h *= to_float(graw[k].e[j]);
+                        if (beta) h += to_float(braw[k].e[j]);
                         o[j] = h;
                     }
                     store_vec<T, VW>(y + (size_t)row * D + col0 + c, o);
@@ -253,7 +273,7 @@ ln_fwd_cluster(const T* x, const T* gamma, const T* beta, T* y, float* mean_shif
 // writes one row of partial sums. ln_col_sum then adds the partial rows in a fixed order: dgamma and
 // dbeta are bit-identical from run to run.
 
-template <typename T, int VW, int N, int TPR, int RPB, int C>
+template <typename T, int VW, int N, int TPR, int RPB, int C, bool ACC_REGS>
 __device__ __forceinline__ void ln_bwd_body(const T* __restrict__ x, const T* __restrict__ dy,
                                             const T* __restrict__ gamma, const float* __restrict__ mean_shift,
                                             const float* __restrict__ rstd, T* __restrict__ dx,
@@ -270,7 +290,13 @@ __device__ __forceinline__ void ln_bwd_body(const T* __restrict__ x, const T* __
     const float inv_D = 1.0f / (float)D;
     float* acc_g = acc + (size_t)group * 2 * Dc;
     float* acc_b = acc_g + Dc;
-    if (params) {
+    float rg[ACC_REGS ? N : 1][VW], rb[ACC_REGS ? N : 1][VW];  // running sums when they fit in registers
+    if (ACC_REGS) {
+#pragma unroll
+        for (int k = 0; k < N; ++k)
+#pragma unroll
+            for (int j = 0; j < VW; ++j) rg[k][j] = rb[k][j] = 0.f;
+    } else if (params) {
         for (int i = threadIdx.x; i < RPB * 2 * Dc; i += blockDim.x) acc[i] = 0.f;
         __syncthreads();
     }
@@ -285,23 +311,53 @@ __device__ __forceinline__ void ln_bwd_body(const T* __restrict__ x, const T* __
             rs = rstd[row];
         }
         float xh[N][VW], g[N][VW];
+        Raw<T, VW> graw[N];
         float2 s = make_float2(0.f, 0.f);
 #pragma unroll
         for (int k = 0; k < N; ++k) {
             const int c = (k * TPR + lane) * VW;
             if (active && c < Dc) {
-                float gm[VW];
                 load_vec<T, VW>(x + off + c, xh[k]);
                 load_vec<T, VW>(dy + off + c, g[k]);
-                if (gamma) load_vec<T, VW>(gamma + col0 + c, gm);
+                if (gamma) graw[k] = load_raw<T, VW>(gamma + col0 + c);
+            }
+        }
+#pragma unroll
+        for (int k = 0; k < N; ++k) {
+            const int c = (k * TPR + lane) * VW;
+            if (active && c < Dc) {
+#pragma unroll
+                for (int j = 0; j < VW; ++j) xh[k][j] = ((xh[k][j] - K) - m) * rs;
+                if (params) {
+                    if (ACC_REGS) {
+#pragma unroll
+                        for (int j = 0; j < VW; ++j) {
+                            rg[ACC_REGS ? k : 0][j] += g[k][j] * xh[k][j];
+                            rb[ACC_REGS ? k : 0][j] += g[k][j];
+                        }
+                    } else if constexpr (VW % 4 == 0) {
+#pragma unroll
+                        for (int j = 0; j < VW; j += 4) {
+                            float4 ag = *reinterpret_cast<float4*>(acc_g + c + j);
+                            float4 ab = *reinterpret_cast<float4*>(acc_b + c + j);
+                            ag.x += g[k][j] * xh[k][j];         ab.x += g[k][j];
+                            ag.y += g[k][j + 1] * xh[k][j + 1]; ab.y += g[k][j + 1];
+                            ag.z += g[k][j + 2] * xh[k][j + 2]; ab.z += g[k][j + 2];
+                            ag.w += g[k][j + 3] * xh[k][j + 3]; ab.w += g[k][j + 3];
+                            *reinterpret_cast<float4*>(acc_g + c + j) = ag;
+                            *reinterpret_cast<float4*>(acc_b + c + j) = ab;
+                        }
+                    } else {
+#pragma unroll
+                        for (int j = 0; j < VW; ++j) {
+                            acc_g[c + j] += g[k][j] * xh[k][j];
+                            acc_b[c + j] += g[k][j];
+                        }
+                    }
+                }
 #pragma unroll
                 for (int j = 0; j < VW; ++j) {
-                    xh[k][j] = ((xh[k][j] - K) - m) * rs;
-                    if (params) {
-                        acc_g[c + j] += g[k][j] * xh[k][j];
-                        acc_b[c + j] += g[k][j];
-                    }
-                    if (gamma) g[k][j] *= gm[j];
+                    if (gamma) g[k][j] *= to_float(graw[k].e[j]);
                     s.x += g[k][j];
                     s.y += g[k][j] * xh[k][j];
                 }
@@ -326,6 +382,20 @@ __device__ __forceinline__ void ln_bwd_body(const T* __restrict__ x, const T* __
         }
     }
     if (params) {
+        if (ACC_REGS) {  // hand the register sums to shared memory for the fixed-order block sum
+            __syncthreads();
+#pragma unroll
+            for (int k = 0; k < N; ++k) {
+                const int c = (k * TPR + lane) * VW;
+                if (c < Dc) {
+#pragma unroll
+                    for (int j = 0; j < VW; ++j) {
+                        acc_g[c + j] = rg[ACC_REGS ? k : 0][j];
+                        acc_b[c + j] = rb[ACC_REGS ? k : 0][j];
+                    }
+                }
+            }
+        }
         __syncthreads();
         const size_t prow = (size_t)(blockIdx.x / C) * D + col0;
         for (int c = threadIdx.x; c < Dc; c += blockDim.x) {
@@ -340,18 +410,18 @@ __device__ __forceinline__ void ln_bwd_body(const T* __restrict__ x, const T* __
     }
 }
 
-template <typename T, int VW, int N, int TPR, int RPB>
+template <typename T, int VW, int N, int TPR, int RPB, bool ACC_REGS>
 __global__ void __launch_bounds__(TPR * RPB)
 ln_bwd(const T* x, const T* dy, const T* gamma, const float* mean_shift, const float* rstd, T* dx,
        float* part_dgamma, float* part_dbeta, int M, int D) {
-    ln_bwd_body<T, VW, N, TPR, RPB, 1>(x, dy, gamma, mean_shift, rstd, dx, part_dgamma, part_dbeta, M, D);
+    ln_bwd_body<T, VW, N, TPR, RPB, 1, ACC_REGS>(x, dy, gamma, mean_shift, rstd, dx, part_dgamma, part_dbeta, M, D);
 }
 
-template <typename T, int VW, int N, int TPR, int C>
+template <typename T, int VW, int N, int TPR, int C, bool ACC_REGS>
 __global__ void LN_CLUSTER(C) __launch_bounds__(TPR)
 ln_bwd_cluster(const T* x, const T* dy, const T* gamma, const float* mean_shift, const float* rstd, T* dx,
                float* part_dgamma, float* part_dbeta, int M, int D) {
-    ln_bwd_body<T, VW, N, TPR, 1, C>(x, dy, gamma, mean_shift, rstd, dx, part_dgamma, part_dbeta, M, D);
+    ln_bwd_body<T, VW, N, TPR, 1, C, ACC_REGS>(x, dy, gamma, mean_shift, rstd, dx, part_dgamma, part_dbeta, M, D);
 }
 
 // Second stage: out[c] = sum over P partial rows of part[p][c], in a fixed order.
