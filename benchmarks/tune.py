@@ -23,7 +23,7 @@ def candidates(D, dtype, backward):
     out = [base]
     if base.kind == "looped":
         return out
-    cap = K.MAX_PER_THREAD_BWD if backward else K.MAX_PER_THREAD_FWD
+    cap = K.MAX_BYTES_PER_THREAD // K.ITEMSIZE[dtype]
     V = D // base.VW
     for TPR in (base.TPR // 4, base.TPR // 2, base.TPR * 2):
         if not 1 <= TPR <= 1024 // max(1, base.RPB if base.C == 1 else 1):
@@ -36,7 +36,7 @@ def candidates(D, dtype, backward):
                 RPB = 1
             if TPR * RPB > 1024:
                 continue
-            cfg = dataclasses.replace(base, TPR=TPR, N=N, RPB=RPB, acc_regs=N * base.VW <= 8)
+            cfg = dataclasses.replace(base, TPR=TPR, N=N, RPB=RPB, acc_regs=N == 1)
             if backward and not cfg.acc_regs and RPB * 2 * (D // cfg.C) * 4 > K.SMEM_ACC_LIMIT:
                 continue
             out.append(cfg)

@@ -53,7 +53,7 @@ def test_config_covers_the_row(D, dtype, backward):
         assert cfg.TPR * cfg.N * cfg.VW * cfg.C >= D  # every element has a thread
         assert D % (cfg.C * cfg.VW) == 0 or cfg.VW == 1 and cfg.C == 1
         assert cfg.threads <= 1024
-        assert cfg.N * cfg.VW <= (K.MAX_PER_THREAD_BWD if backward else K.MAX_PER_THREAD_FWD)
+        assert cfg.N * cfg.VW * K.ITEMSIZE[dtype] <= K.MAX_BYTES_PER_THREAD
         if cc < 90:
             assert cfg.C == 1
         if backward:

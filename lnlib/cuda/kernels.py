@@ -20,8 +20,7 @@ ITEMSIZE = {"float32": 4, "float16": 2, "bfloat16": 2}
 
 # Register budget: a thread keeps at most this many row elements (forward) or of each of x and dy
 # (backward) in registers; longer rows are split over a cluster of blocks (sm_90) or looped over.
-MAX_PER_THREAD_FWD = 32
-MAX_PER_THREAD_BWD = 16
+MAX_BYTES_PER_THREAD = 32  # of each array a thread keeps in registers: 8 float32 or 16 16-bit values
 MAX_TPR = 1024
 SMEM_ACC_LIMIT = 160 * 1024  # dynamic shared memory for the backward's dgamma/dbeta accumulators
 
@@ -91,9 +90,10 @@ def choose(D: int, dtype: str, backward: bool, cc: int = 90, aligned: bool = Tru
     s = ITEMSIZE[dtype]
     VW = 16 // s if (vector and aligned and D % (16 // s) == 0) else 1
     V = D // VW if VW > 1 else D
-    cap = MAX_PER_THREAD_BWD if backward else MAX_PER_THREAD_FWD
-    # bytes each thread has in flight per array: 64 (forward) or 32 (backward, which loads x and dy)
-    target = (32 if backward else 64) // s
+    cap = MAX_BYTES_PER_THREAD // s
+    # one 16-byte vector per thread and array while a row fits 1024 threads: the fewest registers,
+    # so the most resident warps; the kernels overlap the next row's loads with this row's reductions
+    target = 16 // s
     TPR = min(MAX_TPR, _pow2ceil(math.ceil(V * VW / target)))
     TPR = max(1, min(TPR, _pow2ceil(V)))
     N = math.ceil(V / TPR)
@@ -106,7 +106,7 @@ def choose(D: int, dtype: str, backward: bool, cc: int = 90, aligned: bool = Tru
             return RowConfig("looped")
         TPR = MAX_TPR
         N = math.ceil(V / C / TPR)
-    RPB = max(1, min(32, 256 // TPR)) if C == 1 else 1
+    RPB = max(1, min(32, 256 // TPR)) if C == 1 else 1  # blocks of 256 threads for short rows
     if backward:  # the accumulators of all RPB row groups must fit in shared memory
         while RPB > 1 and RPB * 2 * (D // C) * 4 > SMEM_ACC_LIMIT:
             RPB //= 2
@@ -118,7 +118,7 @@ def choose(D: int, dtype: str, backward: bool, cc: int = 90, aligned: bool = Tru
                 return RowConfig("looped")
             C, TPR = C2, MAX_TPR
             N = math.ceil(V / C / TPR)
-    return RowConfig("cluster" if C > 1 else "rows", VW, N, TPR, RPB, C, acc_regs=N * VW <= 8)
+    return RowConfig("cluster" if C > 1 else "rows", VW, N, TPR, RPB, C, acc_regs=N == 1)
 
 
 def forward_name(dtype: str, cfg: RowConfig, onepass: bool = False) -> str:
