@@ -205,10 +205,8 @@ def layer_norm_forward(x, gamma=None, beta=None, eps=1e-5, *, _config=None, _one
             sms = _sm_count(xt.device)
             if cfg.kind == "looped":
                 grid = min(M, sms * 8)
-            else:
-                grid = _grid(kernel, cfg.threads, 0, sms, cfg.RPB, M, persistent=False)
-                if cfg.kind == "cluster":
-                    grid = max(cfg.C, (min(grid, math.ceil(M) * cfg.C) // cfg.C) * cfg.C)
+            else:  # one block (or cluster) per group of rows: the block scheduler overlaps their phases
+                grid = min(math.ceil(M / cfg.RPB), (2**31 - 1) // cfg.C) * cfg.C
             kernel((grid,), (cfg.threads,),
                    (_p(xt), _p(gt), _p(bt), _p(y), _p(mean_shift), _p(rstd), np.int32(M), np.int32(D), np.float32(eps)),
                    stream=_stream(xt))

@@ -91,9 +91,9 @@ def choose(D: int, dtype: str, backward: bool, cc: int = 90, aligned: bool = Tru
     VW = 16 // s if (vector and aligned and D % (16 // s) == 0) else 1
     V = D // VW if VW > 1 else D
     cap = MAX_BYTES_PER_THREAD // s
-    # one 16-byte vector per thread and array while a row fits 1024 threads: the fewest registers,
-    # so the most resident warps; the kernels overlap the next row's loads with this row's reductions
-    target = 16 // s
+    # two 16-byte vectors per thread and array (measured best on an H100, benchmarks/tune.py): enough
+    # loads in flight per thread, few enough registers for many resident warps
+    target = 32 // s
     TPR = min(MAX_TPR, _pow2ceil(math.ceil(V * VW / target)))
     TPR = max(1, min(TPR, _pow2ceil(V)))
     N = math.ceil(V / TPR)
@@ -106,7 +106,7 @@ def choose(D: int, dtype: str, backward: bool, cc: int = 90, aligned: bool = Tru
             return RowConfig("looped")
         TPR = MAX_TPR
         N = math.ceil(V / C / TPR)
-    RPB = max(1, min(32, 256 // TPR)) if C == 1 else 1  # blocks of 256 threads for short rows
+    RPB = max(1, min(32, 128 // TPR)) if C == 1 else 1  # blocks of 128 threads for short rows
     if backward:  # the accumulators of all RPB row groups must fit in shared memory
         while RPB > 1 and RPB * 2 * (D // C) * 4 > SMEM_ACC_LIMIT:
             RPB //= 2
@@ -118,7 +118,9 @@ def choose(D: int, dtype: str, backward: bool, cc: int = 90, aligned: bool = Tru
                 return RowConfig("looped")
             C, TPR = C2, MAX_TPR
             N = math.ceil(V / C / TPR)
-    return RowConfig("cluster" if C > 1 else "rows", VW, N, TPR, RPB, C, acc_regs=N == 1)
+    # dgamma/dbeta running sums in shared memory measured as fast as registers or faster, and they
+    # leave the registers to the row
+    return RowConfig("cluster" if C > 1 else "rows", VW, N, TPR, RPB, C, acc_regs=False)
 
 
 def forward_name(dtype: str, cfg: RowConfig, onepass: bool = False) -> str:

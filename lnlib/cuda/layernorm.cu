@@ -136,13 +136,11 @@ __device__ __forceinline__ float2 row_sum2(float2 v, float2* red, float2* xchg) 
         __syncthreads();  // the previous reduction's readers are done with red
         if ((threadIdx.x & 31) == 0) red[group * NW + wig] = v;
         __syncthreads();
-        v = red[group * NW];
-#pragma unroll
-        for (int w = 1; w < NW; ++w) {
-            float2 t = red[group * NW + w];
-            v.x += t.x;
-            v.y += t.y;
-        }
+        // every warp of the group adds the NW partials with the same butterfly: one shared-memory
+        // load per thread, and bit-identical totals in all warps
+        const int l = threadIdx.x & 31;
+        v = l < NW ? red[group * NW + l] : make_float2(0.f, 0.f);
+        v = warp_sum2<32>(v);  // full width: every lane gets the total (the zeros add exactly)
     }
     if constexpr (C > 1) {
         if (threadIdx.x == 0) *xchg = v;
@@ -182,53 +180,29 @@ __device__ __forceinline__ void ln_fwd_body(const T* __restrict__ x, const T* __
     const int Dc = D / C, col0 = rank * Dc;
     const int first = (blockIdx.x / C) * RPB, stride = (gridDim.x / C) * RPB;
     const float inv_D = 1.0f / (float)D;
-    // A thread sees the same columns in every row: with one vector per thread, hold its gamma and
-    // beta in registers for all rows; with more, registers are scarce and they are re-read (cached).
-    constexpr bool HOLD = N == 1;
-    Raw<T, VW> graw[N], braw[N];
-#pragma unroll
-    for (int k = 0; k < N; ++k) {
-        const int c = (k * TPR + lane) * VW;
-        if (HOLD && c < Dc) {
-            if (gamma) graw[k] = load_raw<T, VW>(gamma + col0 + c);
-            if (beta) braw[k] = load_raw<T, VW>(beta + col0 + c);
-        }
-    }
-    // Software pipelining: the next row's loads are in flight while this row is reduced and written.
-    Raw<T, VW> nxt[N];
-    float nK = 0.f;
-    auto issue = [&](int row) {
-        if (row < M) {
-            const T* xr = x + (size_t)row * D + col0;
-            if (!ONEPASS) nK = to_float(x[(size_t)row * D]);
-#pragma unroll
-            for (int k = 0; k < N; ++k) {
-                const int c = (k * TPR + lane) * VW;
-                if (c < Dc) nxt[k] = load_raw<T, VW>(xr + c);
-            }
-        }
-    };
-    issue(first + group);
     for (int base = first; base < M; base += stride) {
         const int row = base + group;
         const bool active = row < M;
+        const T* xr = x + (size_t)row * D + col0;
+        const float K = (active && !ONEPASS) ? to_float(x[(size_t)row * D]) : 0.0f;
         float d[N][VW];
-        const float K = nK;
+        float2 s = make_float2(0.f, 0.f);
 #pragma unroll
         for (int k = 0; k < N; ++k) {
             const int c = (k * TPR + lane) * VW;
+            if (active && c < Dc) {
+                load_vec<T, VW>(xr + c, d[k]);
 #pragma unroll
-            for (int j = 0; j < VW; ++j) d[k][j] = (active && c < Dc) ? to_float(nxt[k].e[j]) - K : 0.f;
-        }
-        issue(row + stride);
-        float2 s = make_float2(0.f, 0.f);
+                for (int j = 0; j < VW; ++j) {
+                    d[k][j] -= K;
+                    s.x += d[k][j];
+                    if (ONEPASS) s.y += d[k][j] * d[k][j];
+                }
+            } else {
 #pragma unroll
-        for (int k = 0; k < N; ++k)
-#pragma unroll
-            for (int j = 0; j < VW; ++j) {
-                s.x += d[k][j];
-                if (ONEPASS) s.y += d[k][j] * d[k][j];
+                for (int j = 0; j < VW; ++j) d[k][j] = 0.f;
             }
+        }
         s = row_sum2<TPR, RPB, C>(s, red, &xchg);
         const float m = s.x * inv_D;
         float var;
@@ -255,16 +229,14 @@ __device__ __forceinline__ void ln_fwd_body(const T* __restrict__ x, const T* __
             for (int k = 0; k < N; ++k) {
                 const int c = (k * TPR + lane) * VW;
                 if (c < Dc) {
-                    float o[VW];
-                    if (!HOLD) {
-                        if (gamma) graw[k] = load_raw<T, VW>(gamma + col0 + c);
-                        if (beta) braw[k] = load_raw<T, VW>(beta + col0 + c);
-                    }
+                    float g[VW], b[VW], o[VW];
+                    if (gamma) load_vec<T, VW>(gamma + col0 + c, g);
+                    if (beta) load_vec<T, VW>(beta + col0 + c, b);
 #pragma unroll
                     for (int j = 0; j < VW; ++j) {
                         float h = (d[k][j] - m) * rs;
-                        if (gamma) h *= to_float(graw[k].e[j]);
-                        if (beta) h += to_float(braw[k].e[j]);
+                        if (gamma) h *= g[j];
+                        if (beta) h += b[j];
                         o[j] = h;
                     }
                     store_vec<T, VW>(y + (size_t)row * D + col0 + c, o);
@@ -325,50 +297,30 @@ __device__ __forceinline__ void ln_bwd_body(const T* __restrict__ x, const T* __
         for (int i = threadIdx.x; i < RPB * 2 * Dc; i += blockDim.x) acc[i] = 0.f;
         __syncthreads();
     }
-    constexpr bool HOLD = N == 1;  // as in the forward: gamma held across rows when registers allow
-    Raw<T, VW> graw[N];
-#pragma unroll
-    for (int k = 0; k < N; ++k) {
-        const int c = (k * TPR + lane) * VW;
-        if (HOLD && gamma && c < Dc) graw[k] = load_raw<T, VW>(gamma + col0 + c);
-    }
-    // Software pipelining: the next row's x, dy and statistics load while this row is reduced.
-    Raw<T, VW> nx[N], ndy[N];
-    float nK = 0.f, nm = 0.f, nrs = 0.f;
-    auto issue = [&](int row) {
-        if (row < M) {
-            const size_t o = (size_t)row * D + col0;
-            nK = to_float(x[(size_t)row * D]);
-            nm = mean_shift[row];
-            nrs = rstd[row];
-#pragma unroll
-            for (int k = 0; k < N; ++k) {
-                const int c = (k * TPR + lane) * VW;
-                if (c < Dc) {
-                    nx[k] = load_raw<T, VW>(x + o + c);
-                    ndy[k] = load_raw<T, VW>(dy + o + c);
-                }
-            }
-        }
-    };
-    issue(first + group);
     for (int base = first; base < M; base += stride) {
         const int row = base + group;
         const bool active = row < M;
         const size_t off = (size_t)row * D + col0;
-        const float K = nK, m = nm, rs = nrs;
+        float K = 0.f, m = 0.f, rs = 0.f;
+        if (active) {
+            K = to_float(x[(size_t)row * D]);
+            m = mean_shift[row];
+            rs = rstd[row];
+        }
         float xh[N][VW], g[N][VW];
 #pragma unroll
         for (int k = 0; k < N; ++k) {
             const int c = (k * TPR + lane) * VW;
-            const bool ok = active && c < Dc;
+            if (active && c < Dc) {
+                load_vec<T, VW>(x + off + c, xh[k]);
+                load_vec<T, VW>(dy + off + c, g[k]);
 #pragma unroll
-            for (int j = 0; j < VW; ++j) {
-                xh[k][j] = ok ? ((to_float(nx[k].e[j]) - K) - m) * rs : 0.f;
-                g[k][j] = ok ? to_float(ndy[k].e[j]) : 0.f;
+                for (int j = 0; j < VW; ++j) xh[k][j] = ((xh[k][j] - K) - m) * rs;
+            } else {
+#pragma unroll
+                for (int j = 0; j < VW; ++j) xh[k][j] = g[k][j] = 0.f;
             }
         }
-        issue(row + stride);
         float2 s = make_float2(0.f, 0.f);
 #pragma unroll
         for (int k = 0; k < N; ++k) {
@@ -401,10 +353,11 @@ __device__ __forceinline__ void ln_bwd_body(const T* __restrict__ x, const T* __
                         }
                     }
                 }
-                if (!HOLD && gamma) graw[k] = load_raw<T, VW>(gamma + col0 + c);
+                Raw<T, VW> graw;
+                if (gamma) graw = load_raw<T, VW>(gamma + col0 + c);
 #pragma unroll
                 for (int j = 0; j < VW; ++j) {
-                    if (gamma) g[k][j] *= to_float(graw[k].e[j]);
+                    if (gamma) g[k][j] *= to_float(graw.e[j]);
                     s.x += g[k][j];
                     s.y += g[k][j] * xh[k][j];
                 }
