@@ -34,6 +34,9 @@ from lnlib.cuda import versions  # noqa: E402
 try:
     import torch
     import torch.nn.functional as F
+
+    # repeated backward calls on one compiled graph need its buffers kept (retain_graph=True)
+    torch._functorch.config.donated_buffer = False
 except ImportError:  # lnlib alone can still be measured
     torch = None
 
