@@ -74,7 +74,7 @@ def main():
                         else:
                             fn = lambda: lncuda.layer_norm_forward(x, g, g, _config=cfg)  # noqa: E731
                             name = K.forward_name(dtype, cfg)
-                        ms = time_ms(fn, warmup=3, reps=10)
+                        ms = time_ms(fn, warmup=3, reps=5)
                         kern = K.get_kernel(name)
                         print(f"{dtype:8s} D={D:6d} {'bwd' if backward else 'fwd'} {100 * nbytes / (ms * 1e-3) / 1e9 / copy:5.1f}%"
                               f"  regs {kern.num_regs:3d} spill {kern.local_size_bytes:3d}  {name}", flush=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any, NamedTuple
 
@@ -89,16 +90,19 @@ def _stream(t: _Tensor):
     return cupy.cuda.get_current_stream()
 
 
+@functools.lru_cache(maxsize=None)
 def _cc(device: int) -> int:
     import cupy
 
     return int(cupy.cuda.Device(device).compute_capability)
 
 
+@functools.lru_cache(maxsize=None)
 def _sm_count(device: int) -> int:
+    # one attribute, not Device.attributes (which queries all of them: ~100 us on every call)
     import cupy
 
-    return cupy.cuda.Device(device).attributes["MultiProcessorCount"]
+    return cupy.cuda.runtime.deviceGetAttribute(cupy.cuda.runtime.cudaDevAttrMultiProcessorCount, device)
 
 
 def _p(t):
@@ -143,8 +147,13 @@ def _check_param(name, p, x: _Tensor):
     return t
 
 
-def _grid(kernel, threads: int, smem: int, sms: int, rows_per_block: int, M: int, persistent: bool) -> int:
-    regs = max(1, kernel.num_regs)
+@functools.lru_cache(maxsize=None)
+def _num_regs(name: str) -> int:
+    return max(1, K.get_kernel(name).num_regs)
+
+
+def _grid(name: str, threads: int, smem: int, sms: int, rows_per_block: int, M: int, persistent: bool) -> int:
+    regs = _num_regs(name)
     by_regs = 65536 // (regs * threads) if regs * threads else 32
     by_threads = 2048 // threads
     by_smem = (227 * 1024) // smem if smem else 32
@@ -260,7 +269,8 @@ def layer_norm_backward(dy, cache, *, _config=None):
         sms = _sm_count(xt.device)
         aligned = all(t is None or t.ptr % 16 == 0 for t in (xt, dyt, gt, dx))
         cfg = _config or K.choose(D, xt.dtype, True, cc, aligned)
-        kernel = K.get_kernel(K.backward_name(xt.dtype, cfg))
+        name = K.backward_name(xt.dtype, cfg)
+        kernel = K.get_kernel(name)
         if cfg.kind == "looped":
             grid = min(M, sms * 8)
             kernel((grid,), (1024,), (_p(xt), _p(dyt), _p(gt), _p(ms), _p(rs), _p(dx), np.int32(M), np.int32(D)),
@@ -274,9 +284,9 @@ def layer_norm_backward(dy, cache, *, _config=None):
                     np.int32(M), np.int32(D)), stream=stream)
         else:
             smem = cfg.RPB * 2 * (D // cfg.C) * 4 if want else 0
-            if smem > 48 * 1024:
+            if smem > 48 * 1024 and kernel.max_dynamic_shared_size_bytes < smem:
                 kernel.max_dynamic_shared_size_bytes = smem
-            grid = _grid(kernel, cfg.threads, smem, sms, cfg.RPB, M, persistent=True)
+            grid = _grid(name, cfg.threads, smem, sms, cfg.RPB, M, persistent=True)
             grid = (grid // cfg.C) * cfg.C
             rows_per_pass = (grid // cfg.C) * cfg.RPB
             if rows_per_pass > M:  # no more groups than rows

@@ -80,6 +80,7 @@ def _pow2ceil(n: int) -> int:
     return 1 << max(0, math.ceil(math.log2(max(1, n))))
 
 
+@functools.lru_cache(maxsize=4096)
 def choose(D: int, dtype: str, backward: bool, cc: int = 90, aligned: bool = True, vector: bool = True) -> RowConfig:
     """Pick the kernel layout for rows of length ``D``.
 
