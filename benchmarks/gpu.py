@@ -36,6 +36,8 @@ try:
     import torch.nn.functional as F
 
     # repeated backward calls on one compiled graph need its buffers kept (retain_graph=True)
+    import torch._functorch.config
+
     torch._functorch.config.donated_buffer = False
 except ImportError:  # lnlib alone can still be measured
     torch = None
