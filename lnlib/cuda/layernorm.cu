@@ -157,59 +157,6 @@ __device__ __forceinline__ float2 row_sum2(float2 v, float2* red, float2* xchg) 
     return v;
 }
 
-// Partial statistics (count, mean, M2) of some elements, merged as Chan, Golub and LeVeque do:
-// n = na + nb, mean = (na ma + nb mb) / n, M2 = M2a + M2b + (mb - ma)^2 na nb / n.
-// Written symmetrically, so merge(a, b) == merge(b, a) bit for bit and every lane of a butterfly
-// ends with the same result. One reduction gives both the mean and the variance.
-__device__ __forceinline__ float3 merge_stats(float3 a, float3 b) {
-    const float n = a.x + b.x;
-    if (n == 0.f) return make_float3(0.f, 0.f, 0.f);
-    const float delta = b.y - a.y;
-    return make_float3(n, (a.x * a.y + b.x * b.y) / n, (a.z + b.z) + delta * delta * (a.x * b.x / n));
-}
-
-__device__ __forceinline__ float3 shfl_xor3(float3 v, int o) {
-    return make_float3(__shfl_xor_sync(0xffffffffu, v.x, o), __shfl_xor_sync(0xffffffffu, v.y, o),
-                       __shfl_xor_sync(0xffffffffu, v.z, o));
-}
-
-__device__ __forceinline__ float3 cluster_load3(const float3* local, unsigned rank) {
-    unsigned addr = (unsigned)__cvta_generic_to_shared(local), remote;
-    float3 v;
-    asm volatile("mapa.shared::cluster.u32 %0, %1, %2;" : "=r"(remote) : "r"(addr), "r"(rank));
-    asm volatile("ld.shared::cluster.f32 %0, [%1];" : "=f"(v.x) : "r"(remote) : "memory");
-    asm volatile("ld.shared::cluster.f32 %0, [%1+4];" : "=f"(v.y) : "r"(remote) : "memory");
-    asm volatile("ld.shared::cluster.f32 %0, [%1+8];" : "=f"(v.z) : "r"(remote) : "memory");
-    return v;
-}
-
-// The row's (count, mean, M2) from each thread's partials: butterflies, then shared memory across
-// warps, then distributed shared memory across the C blocks of a cluster (folded in rank order).
-template <int TPR, int RPB, int C>
-__device__ __forceinline__ float3 row_stats(float3 v, float3* red, float3* xchg) {
-#pragma unroll
-    for (int o = (TPR < 32 ? TPR : 32) / 2; o > 0; o >>= 1) v = merge_stats(v, shfl_xor3(v, o));
-    if constexpr (TPR > 32) {
-        constexpr int NW = TPR / 32;
-        const int group = threadIdx.x / TPR, wig = (threadIdx.x % TPR) / 32, l = threadIdx.x & 31;
-        __syncthreads();
-        if (l == 0) red[group * NW + wig] = v;
-        __syncthreads();
-        v = l < NW ? red[group * NW + l] : make_float3(0.f, 0.f, 0.f);
-#pragma unroll
-        for (int o = 16; o > 0; o >>= 1) v = merge_stats(v, shfl_xor3(v, o));
-    }
-    if constexpr (C > 1) {
-        if (threadIdx.x == 0) *xchg = v;
-        cluster_sync();
-        v = cluster_load3(xchg, 0);
-#pragma unroll
-        for (unsigned r = 1; r < C; ++r) v = merge_stats(v, cluster_load3(xchg, r));
-        cluster_sync();
-    }
-    return v;
-}
-
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
 #define LN_CLUSTER(C) __cluster_dims__(C, 1, 1)
 #else
@@ -226,10 +173,8 @@ __device__ __forceinline__ void ln_fwd_body(const T* __restrict__ x, const T* __
                                             const T* __restrict__ beta, T* __restrict__ y,
                                             float* __restrict__ mean_shift, float* __restrict__ rstd_out,
                                             int M, int D, float eps) {
-    __shared__ float2 red[ONEPASS ? RPB * (TPR > 32 ? TPR / 32 : 1) : 1];
+    __shared__ float2 red[RPB * (TPR > 32 ? TPR / 32 : 1)];
     __shared__ float2 xchg;
-    __shared__ float3 red3[ONEPASS ? 1 : RPB * (TPR > 32 ? TPR / 32 : 1)];
-    __shared__ float3 xchg3;
     const int group = threadIdx.x / TPR, lane = threadIdx.x % TPR;
     const int rank = C > 1 ? (int)cluster_rank() : 0;
     const int Dc = D / C, col0 = rank * Dc;
@@ -258,33 +203,25 @@ __device__ __forceinline__ void ln_fwd_body(const T* __restrict__ x, const T* __
                 for (int j = 0; j < VW; ++j) d[k][j] = 0.f;
             }
         }
-        float m, var;
+        s = row_sum2<TPR, RPB, C>(s, red, &xchg);
+        const float m = s.x * inv_D;
+        float var;
         if (ONEPASS) {
-            s = row_sum2<TPR, RPB, C>(s, red, &xchg);
-            m = s.x * inv_D;
             var = s.y * inv_D - m * m;
         } else {
-            // this thread's elements: exact two passes in registers; then one merged reduction
-            float cnt = 0.f;
-#pragma unroll
-            for (int k = 0; k < N; ++k)
-                if (active && (k * TPR + lane) * VW < Dc) cnt += VW;
-            const float mt = cnt > 0.f ? s.x / cnt : 0.f;
-            float m2 = 0.f;
+            float2 q = make_float2(0.f, 0.f);
 #pragma unroll
             for (int k = 0; k < N; ++k) {
                 const int c = (k * TPR + lane) * VW;
                 if (active && c < Dc) {
 #pragma unroll
                     for (int j = 0; j < VW; ++j) {
-                        const float t = d[k][j] - mt;
-                        m2 += t * t;
+                        const float t = d[k][j] - m;
+                        q.x += t * t;
                     }
                 }
             }
-            const float3 st = row_stats<TPR, RPB, C>(make_float3(cnt, mt, m2), red3, &xchg3);
-            m = st.y;
-            var = st.z * inv_D;
+            var = row_sum2<TPR, RPB, C>(q, red, &xchg).x * inv_D;
         }
         const float rs = 1.0f / sqrtf(var + eps);
         if (active) {
