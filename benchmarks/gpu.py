@@ -108,6 +108,30 @@ def as_cupy(t):
     return t
 
 
+def measure_accuracy(M=256, D=4096, offsets=(0.0, 1e2, 1e3, 1e4, 1e5, 1e6)):
+    """float32 y and dx errors (max abs error / max abs value) against float64 on rows N(offset, 1)."""
+    out = []
+    for off in offsets:
+        rng = cp.random.default_rng(int(off) + 7)
+        x = (off + rng.standard_normal((M, D), dtype=cp.float64)).astype(cp.float32)
+        g = (1 + 0.5 * rng.standard_normal(D, dtype=cp.float32)).astype(cp.float32)
+        b = rng.standard_normal(D, dtype=cp.float32)
+        dy = rng.standard_normal((M, D), dtype=cp.float32)
+        ref = reference64(x, g, b, dy)
+        y, cache = lncuda.layer_norm_forward(x, g, b, EPS)
+        dx = lncuda.layer_norm_backward(dy, cache)[0]
+        out.append({"impl": "lnlib", "offset": off, "y": rel_err(y, ref[0]), "dx": rel_err(dx, ref[1])})
+        yv = versions.forward("v3", x, g, b, EPS)
+        out.append({"impl": "lnlib.v3", "offset": off, "y": rel_err(yv, ref[0]), "dx": None})
+        if torch is not None:
+            xt, gt, bt, dyt = (torch.from_dlpack(a) for a in (x, g, b, dy))
+            yt, mt, rt = torch.ops.aten.native_layer_norm(xt, [D], gt, bt, EPS)
+            dxt = torch.ops.aten.native_layer_norm_backward(dyt, xt, [D], mt, rt, gt, bt, [True, False, False])[0]
+            out.append({"impl": "torch", "offset": off, "y": rel_err(as_cupy(yt), ref[0]), "dx": rel_err(as_cupy(dxt), ref[1])})
+        print("accuracy", out[-3:] if torch is not None else out[-2:], flush=True)
+    return out
+
+
 def provenance(args, git_commit):
     dev = cp.cuda.Device()
     props = cp.cuda.runtime.getDeviceProperties(dev.id)
@@ -231,10 +255,12 @@ def main():
             if torch is not None:
                 torch.cuda.empty_cache()
 
+    accuracy = measure_accuracy()
     copy_end = copy_gbps()
     print(f"copy at the end: {copy_end:.0f} GB/s")
     prov = provenance(args, git_commit)
-    result = {"provenance": prov, "copy_gbps": copy_start, "copy_gbps_end": copy_end, "rows": rows}
+    result = {"provenance": prov, "copy_gbps": copy_start, "copy_gbps_end": copy_end, "rows": rows,
+              "accuracy": accuracy}
     name = f"gpu-{prov['device'].replace(' ', '_')}-{prov['date'][:10]}.json"
     (out / name).write_text(json.dumps(result, indent=1))
     print(f"wrote {out / name}")
