@@ -152,16 +152,13 @@ def _num_regs(name: str) -> int:
     return max(1, K.get_kernel(name).num_regs)
 
 
-def _grid(name: str, threads: int, smem: int, sms: int, rows_per_block: int, M: int, persistent: bool) -> int:
+def _persistent_grid(name: str, threads: int, smem: int, sms: int) -> int:
+    """As many blocks as the GPU holds at once, by threads, registers and shared memory."""
     regs = _num_regs(name)
-    by_regs = 65536 // (regs * threads) if regs * threads else 32
+    by_regs = 65536 // (regs * threads)
     by_threads = 2048 // threads
     by_smem = (227 * 1024) // smem if smem else 32
-    per_sm = max(1, min(by_regs, by_threads, by_smem, 32))
-    blocks = sms * per_sm
-    if not persistent:
-        blocks = min(blocks * 4, math.ceil(M / rows_per_block))
-    return max(1, blocks)
+    return sms * max(1, min(by_regs, by_threads, by_smem, 32))
 
 
 def layer_norm_forward(x, gamma=None, beta=None, eps=1e-5, *, _config=None, _onepass=False):
@@ -286,7 +283,7 @@ def layer_norm_backward(dy, cache, *, _config=None):
             smem = cfg.RPB * 2 * (D // cfg.C) * 4 if want else 0
             if smem > 48 * 1024 and kernel.max_dynamic_shared_size_bytes < smem:
                 kernel.max_dynamic_shared_size_bytes = smem
-            grid = _grid(name, cfg.threads, smem, sms, cfg.RPB, M, persistent=True)
+            grid = _persistent_grid(name, cfg.threads, smem, sms)
             grid = (grid // cfg.C) * cfg.C
             rows_per_pass = (grid // cfg.C) * cfg.RPB
             if rows_per_pass > M:  # no more groups than rows
