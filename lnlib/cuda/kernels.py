@@ -20,7 +20,7 @@ ITEMSIZE = {"float32": 4, "float16": 2, "bfloat16": 2}
 
 # Register budget: a thread keeps at most this many row elements (forward) or of each of x and dy
 # (backward) in registers; longer rows are split over a cluster of blocks (sm_90) or looped over.
-MAX_BYTES_PER_THREAD = 32  # of each array a thread keeps in registers: 8 float32 or 16 16-bit values
+MAX_BYTES_PER_THREAD = 64  # of each array a thread keeps in registers: 16 float32 or 32 16-bit values
 MAX_TPR = 1024
 SMEM_ACC_LIMIT = 160 * 1024  # dynamic shared memory for the backward's dgamma/dbeta accumulators
 
@@ -84,9 +84,10 @@ def _pow2ceil(n: int) -> int:
 def choose(D: int, dtype: str, backward: bool, cc: int = 90, aligned: bool = True, vector: bool = True) -> RowConfig:
     """Pick the kernel layout for rows of length ``D``.
 
-    Threads per row grow with D so that each thread holds about 8 to 16 elements (enough loads in
-    flight, few enough registers); short rows share a block (RPB rows of TPR threads); rows too long
-    for one block's registers are split over a cluster of C blocks on sm_90, or looped over elsewhere.
+    Threads per row grow with D so that each thread holds two 16-byte vectors of each array (enough
+    loads in flight, few enough registers), up to four once a row fills 1024 threads; short rows share
+    a block (RPB rows of TPR threads); longer rows are split over a cluster of C blocks on sm_90, or
+    looped over elsewhere. The constants were measured on an H100 (benchmarks/tune.py, tune_long.py).
     """
     s = ITEMSIZE[dtype]
     VW = 16 // s if (vector and aligned and D % (16 // s) == 0) else 1
@@ -99,13 +100,16 @@ def choose(D: int, dtype: str, backward: bool, cc: int = 90, aligned: bool = Tru
     TPR = max(1, min(TPR, _pow2ceil(V)))
     N = math.ceil(V / TPR)
     C = 1
+    if not backward and s == 2 and TPR == MAX_TPR and 2 * N * VW * s <= MAX_BYTES_PER_THREAD:
+        TPR, N = TPR // 2, 2 * N  # 16-bit forward: fewer threads with more each measured faster
     if N * VW > cap:
         if cc < 90 or VW == 1:
             return RowConfig("looped")
-        C = next((c for c in (2, 4, 8) if D % (c * VW) == 0 and math.ceil(V / c / MAX_TPR) * VW <= cap), 0)
+        # split the row over a cluster of C blocks of 512 threads (measured: benchmarks/tune_long.py)
+        TPR = 512
+        C = next((c for c in (2, 4, 8) if D % (c * VW) == 0 and math.ceil(V / c / TPR) * VW <= cap), 0)
         if not C:
             return RowConfig("looped")
-        TPR = MAX_TPR
         N = math.ceil(V / C / TPR)
     RPB = max(1, min(32, 128 // TPR)) if C == 1 else 1  # blocks of 128 threads for short rows
     if backward:  # the accumulators of all RPB row groups must fit in shared memory
@@ -117,7 +121,7 @@ def choose(D: int, dtype: str, backward: bool, cc: int = 90, aligned: bool = Tru
             C2 = next((c for c in (2, 4, 8) if c > C and D % (c * VW) == 0 and 2 * (D // c) * 4 <= SMEM_ACC_LIMIT), 0)
             if not C2:
                 return RowConfig("looped")
-            C, TPR = C2, MAX_TPR
+            C, TPR = C2, 512
             N = math.ceil(V / C / TPR)
     # dgamma/dbeta running sums in shared memory measured as fast as registers or faster, and they
     # leave the registers to the row
