@@ -14,7 +14,7 @@ from __future__ import annotations
 import mpmath
 import numpy as np
 
-__all__ = ["LONGDOUBLE_IS_WIDER", "layer_norm_longdouble", "layer_norm_mpmath", "max_rel_error"]
+__all__ = ["LONGDOUBLE_IS_WIDER", "layer_norm_longdouble", "layer_norm_mpmath", "max_rel_error", "correctly_rounded"]
 
 #: False where ``np.longdouble`` is just float64 (Windows, some ARM builds): float64 tests then skip.
 LONGDOUBLE_IS_WIDER = np.finfo(np.longdouble).eps < np.finfo(np.float64).eps
@@ -116,3 +116,22 @@ def max_rel_error(a, ref) -> float:
     if num == 0:
         return 0.0
     return float(num / den) if den > 0 else float("inf")
+
+
+def correctly_rounded(got, exact, dtype) -> bool:
+    """True if every element of ``got`` is as close to ``exact`` as rounding ``exact`` to ``dtype`` allows.
+
+    The slack is 1e-6 of the rounding error (ties and double rounding) plus the smallest subnormal.
+
+    Examples
+    --------
+    >>> exact = np.array([1.0 / 3.0])
+    >>> correctly_rounded(exact.astype(np.float16), exact, np.float16)
+    True
+    >>> correctly_rounded(np.array([0.3], np.float16), exact, np.float16)
+    False
+    """
+    exact = np.asarray(exact).astype(np.longdouble)
+    best = np.abs(exact.astype(dtype).astype(np.longdouble) - exact)
+    err = np.abs(np.asarray(got).astype(np.longdouble) - exact)
+    return bool(np.all(err <= best * (1 + 1e-6) + np.finfo(dtype).smallest_subnormal))

@@ -24,14 +24,6 @@ def errors(x, gamma, beta, dy, eps=1e-5):
     )
 
 
-def correctly_rounded(got, exact, dtype):
-    """got is as close to exact as rounding exact to dtype allows (1e-6 slack for ties and double rounding)."""
-    exact = np.asarray(exact, np.longdouble)
-    best = np.abs(exact.astype(dtype).astype(np.longdouble) - exact)
-    err = np.abs(np.asarray(got).astype(np.longdouble) - exact)
-    return bool(np.all(err <= best * (1 + 1e-6) + np.finfo(dtype).smallest_subnormal))
-
-
 def mp_to_longdouble(values):
     """mpmath numbers to long double without a detour through float64."""
     import mpmath

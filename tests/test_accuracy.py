@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 
 from lnlib import layer_norm_backward, layer_norm_forward
-from lnlib.oracle import LONGDOUBLE_IS_WIDER, layer_norm_longdouble, layer_norm_mpmath, max_rel_error
+from lnlib.oracle import LONGDOUBLE_IS_WIDER, correctly_rounded, layer_norm_longdouble, layer_norm_mpmath, max_rel_error
 
-from .helpers import correctly_rounded, errors, mp_to_longdouble, shifted_rows
+from .helpers import errors, mp_to_longdouble, shifted_rows
 
 needs_wide = pytest.mark.skipif(not LONGDOUBLE_IS_WIDER, reason="np.longdouble is float64 on this platform")
 
@@ -76,7 +76,7 @@ def test_float64_extreme_magnitudes(rng, scale):
 
 @needs_wide
 @pytest.mark.parametrize("offset", [0.0, 30.0, 1000.0])
-def test_float16correctly_rounded(rng, offset):
+def test_float16_correctly_rounded(rng, offset):
     D = 256
     x = shifted_rows(rng, (16, D), offset, np.float16)
     gamma, beta = rng.standard_normal(D).astype(np.float16), rng.standard_normal(D).astype(np.float16)

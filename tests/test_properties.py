@@ -5,9 +5,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from lnlib import layer_norm_backward, layer_norm_forward
-from lnlib.oracle import LONGDOUBLE_IS_WIDER, layer_norm_longdouble, max_rel_error
+from lnlib.oracle import LONGDOUBLE_IS_WIDER, correctly_rounded, layer_norm_longdouble, max_rel_error
 
-from .helpers import correctly_rounded
 
 TOL = {  # (y, gradients) as max abs error over max abs value; float16 must be correctly rounded
     np.float32: (2e-6, 1e-5),
