@@ -103,6 +103,60 @@ def test_torch_tensors(M, D, dtype):
         assert max_rel_error(f(a), r) < tol[1]
 
 
+@pytest.mark.skipif(torch is None or not (torch and torch.cuda.is_available()), reason="needs CUDA torch")
+def test_torch_side_stream_is_followed():
+    # x is written on a side stream behind a long sleep: launching anywhere but on torch's current
+    # stream (or allocating scratch memory for another stream) would read x before it is ready
+    g = torch.Generator(device="cuda").manual_seed(5)
+    src = 2 + torch.randn(256, 4096, device="cuda", generator=g)
+    gamma, beta = torch.randn(4096, device="cuda", generator=g), torch.randn(4096, device="cuda", generator=g)
+    dy_src = torch.randn(256, 4096, device="cuda", generator=g)
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        x, dy = torch.zeros_like(src), torch.zeros_like(dy_src)
+        torch.cuda._sleep(200_000_000)  # about 0.1 s on the GPU
+        x.copy_(src)
+        dy.copy_(dy_src)
+        y, cache = api.layer_norm_forward(x, gamma, beta)
+        dx, dgamma, dbeta = api.layer_norm_backward(dy, cache)
+    side.synchronize()
+    f = lambda t: t.double().cpu().numpy()  # noqa: E731
+    ry, rdx, rdg, rdb = layer_norm_longdouble(f(src), f(gamma), f(beta), 1e-5, f(dy_src))
+    assert max_rel_error(f(y), ry) < 5e-6
+    for a, r in ((dx, rdx), (dgamma, rdg), (dbeta, rdb)):
+        assert max_rel_error(f(a), r) < 2e-5
+
+
+@pytest.mark.parametrize("backward", [False, True])
+@pytest.mark.parametrize("D", [256, 1024, 4096, 8192, 16384, 65536])
+@pytest.mark.parametrize("dtype", ["float32", "float16"])
+def test_layout_variants_against_long_double(poisoned, dtype, D, backward):
+    # the variants benchmarks/tune_variants.py measures, each checked before any of them may be chosen
+    from lnlib.cuda import kernels as K
+
+    rng = np.random.default_rng(D)
+    M = max(3, (24 << 20) // (D * 4))  # enough rows for several passes of a persistent grid
+    offset = 1e3 if dtype == "float32" else 4.0
+    x, gamma, beta, dy = (cp.asarray(a) for a in _case(rng, M, D, offset, np.dtype(dtype)))
+    f = lambda a: cp.asnumpy(a).astype(np.float64)  # noqa: E731
+    ry, rdx, rdg, rdb = layer_norm_longdouble(f(x), f(gamma), f(beta), 1e-5, f(dy))
+    tol = (5e-6, 2e-5) if dtype == "float32" else (2**-10, 2**-9)
+    configs = K.variants(D, dtype, backward, api._cc(x.device.id))
+    assert len(configs) >= 2
+    for cfg in configs:
+        if not backward:
+            y, _ = api.layer_norm_forward(x, gamma, beta, _config=cfg)
+            assert max_rel_error(cp.asnumpy(y), ry) < tol[0], cfg
+            continue
+        _, cache = api.layer_norm_forward(x, gamma, beta)
+        runs = [api.layer_norm_backward(dy, cache, _config=cfg) for _ in range(2)]
+        for a, r in zip(runs[0], (rdx, rdg, rdb)):
+            assert max_rel_error(cp.asnumpy(a), r) < tol[1], cfg
+        for a, b in zip(*runs):
+            assert cp.asnumpy(a).tobytes() == cp.asnumpy(b).tobytes(), cfg
+
+
 def test_dgamma_dbeta_bitwise_deterministic():
     rng = np.random.default_rng(0)
     for M, D in [(4099, 256), (1000, 4096), (64, 65536)]:

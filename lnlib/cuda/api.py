@@ -197,22 +197,25 @@ def layer_norm_forward(x, gamma=None, beta=None, eps=1e-5, *, _config=None, _one
     bt = _check_param("beta", beta, xt)
     eps = check_eps(eps)
     M = math.prod(xt.shape[:-1])
-    y = _empty(xt, xt.shape)
-    mean_shift = _empty(xt, (M,), "float32")
-    rstd = _empty(xt, (M,), "float32")
-    if M > 0:
-        import cupy
+    import cupy
 
-        cc = _cc(xt.device)
-        aligned = all(t is None or t.ptr % 16 == 0 for t in (xt, gt, bt, y))
-        cfg = _config or K.choose(D, xt.dtype, False, cc, aligned)
-        kernel = K.get_kernel(K.forward_name(xt.dtype, cfg, _onepass))
-        with cupy.cuda.Device(xt.device):
+    # allocate on x's device (CuPy allocates on the current one) and launch there
+    with cupy.cuda.Device(xt.device):
+        y = _empty(xt, xt.shape)
+        mean_shift = _empty(xt, (M,), "float32")
+        rstd = _empty(xt, (M,), "float32")
+        if M > 0:
+            cc = _cc(xt.device)
+            aligned = all(t is None or t.ptr % 16 == 0 for t in (xt, gt, bt, y))
+            cfg = _config or K.choose(D, xt.dtype, False, cc, aligned)
+            kernel = K.get_kernel(K.forward_name(xt.dtype, cfg, _onepass))
             sms = _sm_count(xt.device)
             if cfg.kind == "looped":
                 grid = min(M, sms * 8)
             else:  # one block (or cluster) per group of rows: the block scheduler overlaps their phases
                 grid = min(math.ceil(M / cfg.RPB), (2**31 - 1) // cfg.C) * cfg.C
+                if cfg.blocks_per_sm:  # a persistent grid instead: rows visited with a stride
+                    grid = min(grid, max(1, sms * cfg.blocks_per_sm // cfg.C) * cfg.C)
             kernel((grid,), (cfg.threads,),
                    (_p(xt), _p(gt), _p(bt), _p(y), _p(mean_shift), _p(rstd), np.int32(M), np.int32(D), np.float32(eps)),
                    stream=_stream(xt))
@@ -242,18 +245,20 @@ def layer_norm_backward(dy, cache, *, _config=None):
         raise TypeError(f"dy must be a {xt.kind} array of dtype {xt.dtype} like x, got {dyt.kind} {dyt.dtype}")
     if dyt.shape != xt.shape:
         raise ValueError(f"dy must have the shape of y, {xt.shape}; got {dyt.shape}")
+    if dyt.device != xt.device:
+        raise ValueError(f"dy must be on x's device {xt.device}, got {dyt.device}")
     if cache.version is not None and int(cache.x._version) != cache.version:
         raise ValueError("cache: x was modified in place after the forward pass; the gradient would be wrong")
     gt = None if cache.gamma is None else _as_tensor("gamma", cache.gamma)
     D = xt.shape[-1]
     M = math.prod(xt.shape[:-1])
-    dx = _empty(xt, xt.shape)
     want = gt is not None or cache.has_beta
-    dgamma = _empty(xt, (D,)) if gt is not None else None
-    dbeta = _empty(xt, (D,)) if cache.has_beta else None
     import cupy
 
     with cupy.cuda.Device(xt.device):
+        dx = _empty(xt, xt.shape)
+        dgamma = _empty(xt, (D,)) if gt is not None else None
+        dbeta = _empty(xt, (D,)) if cache.has_beta else None
         stream = _stream(xt)
         if M == 0:
             for t in (dgamma, dbeta):
@@ -274,10 +279,10 @@ def layer_norm_backward(dy, cache, *, _config=None):
                    stream=stream)
             if want:
                 P = min(64, math.ceil(M / 32))
-                part = cupy.empty((2, P, D), dtype=cupy.float32)
+                part = _empty(xt, (2, P, D), "float32")
                 pk = K.get_kernel(f"ln_bwd_params_looped<{K.CTYPE[xt.dtype]}>")
                 pk((math.ceil(D / 32), P), (32, 32),
-                   (_p(xt), _p(dyt), _p(ms), _p(rs), np.uint64(part.data.ptr), np.uint64(part[1].data.ptr),
+                   (_p(xt), _p(dyt), _p(ms), _p(rs), _p(part), np.uint64(part.ptr + 4 * P * D),
                     np.int32(M), np.int32(D)), stream=stream)
         else:
             smem = cfg.RPB * 2 * (D // cfg.C) * 4 if want else 0
@@ -289,16 +294,16 @@ def layer_norm_backward(dy, cache, *, _config=None):
             if rows_per_pass > M:  # no more groups than rows
                 grid = max(1, math.ceil(M / cfg.RPB)) * cfg.C
             P = grid // cfg.C
-            part = cupy.empty((2, P, D), dtype=cupy.float32) if want else None
+            part = _empty(xt, (2, P, D), "float32") if want else None
             kernel((grid,), (cfg.threads,),
                    (_p(xt), _p(dyt), _p(gt), _p(ms), _p(rs), _p(dx),
-                    np.uint64(part.data.ptr if want else 0), np.uint64(part[1].data.ptr if want else 0),
+                    _p(part), np.uint64(part.ptr + 4 * P * D if want else 0),
                     np.int32(M), np.int32(D)),
                    stream=stream, shared_mem=smem)
         if want:
             ck = K.get_kernel(f"ln_col_sum<{K.CTYPE[xt.dtype]}>")
             for t, i in ((dgamma, 0), (dbeta, 1)):
                 if t is not None:
-                    ck((math.ceil(D / 32),), (32, 32), (np.uint64(part[i].data.ptr), np.int32(P), np.int32(D), _p(t)),
+                    ck((math.ceil(D / 32),), (32, 32), (np.uint64(part.ptr + 4 * i * P * D), np.int32(P), np.int32(D), _p(t)),
                        stream=stream)
     return dx.obj, None if dgamma is None else dgamma.obj, None if dbeta is None else dbeta.obj

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import functools
 import math
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -30,11 +31,7 @@ def source(name: str = "layernorm") -> str:
     return SOURCES[name].read_text()
 
 
-def compile_cubin(name_expressions, arch: str = "sm_90", source_name: str = "layernorm") -> bytes:
-    """Compile the named template instances with NVRTC (no GPU needed) and return the cubin.
-
-    Raises RuntimeError with NVRTC's log if compilation fails.
-    """
+def _compile(name_expressions, arch: str, source_name: str, ptx: bool):
     from cupy_backends.cuda.libs import nvrtc
 
     prog = nvrtc.createProgram(source(source_name), f"{source_name}.cu", [], [])
@@ -45,9 +42,28 @@ def compile_cubin(name_expressions, arch: str = "sm_90", source_name: str = "lay
             nvrtc.compileProgram(prog, [f"--gpu-architecture={arch}", *OPTIONS])
         except Exception as exc:  # NVRTC's error carries no log: attach it
             raise RuntimeError(f"NVRTC failed for {arch}:\n{nvrtc.getProgramLog(prog)}") from exc
-        return nvrtc.getCUBIN(prog)
+        if not ptx:
+            return nvrtc.getCUBIN(prog)
+        text = nvrtc.getPTX(prog)
+        text = (text.decode() if isinstance(text, bytes) else text).rstrip("\0")
+        return text, {n: nvrtc.getLoweredName(prog, n) for n in name_expressions}
     finally:
         nvrtc.destroyProgram(prog)
+
+
+def compile_cubin(name_expressions, arch: str = "sm_90", source_name: str = "layernorm") -> bytes:
+    """Compile the named template instances with NVRTC (no GPU needed) and return the cubin.
+
+    Raises RuntimeError with NVRTC's log if compilation fails.
+    """
+    return _compile(name_expressions, arch, source_name, ptx=False)
+
+
+def compile_ptx(name_expressions, arch: str = "compute_90", source_name: str = "layernorm") -> dict[str, str]:
+    """The PTX of each named template instance (NVRTC, no GPU needed): ``{name: ptx text of its entry}``."""
+    text, lowered = _compile(name_expressions, arch, source_name, ptx=True)
+    entries = re.split(r"(?=^\.(?:visible|weak) \.entry )", text, flags=re.M)
+    return {n: next(e for e in entries if e.split("(", 1)[0].endswith(" " + low)) for n, low in lowered.items()}
 
 
 @functools.lru_cache(maxsize=None)
@@ -70,6 +86,10 @@ class RowConfig:
     RPB: int = 1
     C: int = 1
     acc_regs: bool = True  # backward: dgamma/dbeta running sums in registers (else shared memory)
+    # Variants measured by benchmarks/tune_variants.py and not chosen by default (yet):
+    bufs: int = 1  # reduction slots: 2 alternates them, one barrier per reduction instead of two
+    merge: bool = False  # forward, C > 1: merge the blocks' (mean, sum of squares) once per row
+    blocks_per_sm: int = 0  # forward grid: 0 gives every row group its own block (or cluster)
 
     @property
     def threads(self) -> int:
@@ -128,13 +148,23 @@ def choose(D: int, dtype: str, backward: bool, cc: int = 90, aligned: bool = Tru
     return RowConfig("cluster" if C > 1 else "rows", VW, N, TPR, RPB, C, acc_regs=False)
 
 
+def _tail(*args) -> str:
+    """Trailing template arguments, dropping those equal to their defaults (so names stay as they were)."""
+    args = list(args)
+    while args and args[-1][0] == args[-1][1]:
+        args.pop()
+    return "".join(f", {str(v).lower()}" for v, _ in args)
+
+
 def forward_name(dtype: str, cfg: RowConfig, onepass: bool = False) -> str:
     t = CTYPE[dtype]
     if cfg.kind == "looped":
         return f"ln_fwd_looped<{t}, 1024>"
     if cfg.kind == "cluster":
-        return f"ln_fwd_cluster<{t}, {cfg.VW}, {cfg.N}, {cfg.TPR}, {cfg.C}>"
-    return f"ln_fwd<{t}, {cfg.VW}, {cfg.N}, {cfg.TPR}, {cfg.RPB}, {'true' if onepass else 'false'}>"
+        return f"ln_fwd_cluster<{t}, {cfg.VW}, {cfg.N}, {cfg.TPR}, {cfg.C}{_tail((cfg.bufs, 1), (cfg.merge, False))}>"
+    if cfg.merge:
+        raise ValueError("merge applies to cluster kernels only")
+    return f"ln_fwd<{t}, {cfg.VW}, {cfg.N}, {cfg.TPR}, {cfg.RPB}, {'true' if onepass else 'false'}{_tail((cfg.bufs, 1))}>"
 
 
 def backward_name(dtype: str, cfg: RowConfig) -> str:
@@ -143,12 +173,35 @@ def backward_name(dtype: str, cfg: RowConfig) -> str:
         return f"ln_bwd_looped<{t}, 1024>"
     acc = "true" if cfg.acc_regs else "false"
     if cfg.kind == "cluster":
-        return f"ln_bwd_cluster<{t}, {cfg.VW}, {cfg.N}, {cfg.TPR}, {cfg.C}, {acc}>"
-    return f"ln_bwd<{t}, {cfg.VW}, {cfg.N}, {cfg.TPR}, {cfg.RPB}, {acc}>"
+        return f"ln_bwd_cluster<{t}, {cfg.VW}, {cfg.N}, {cfg.TPR}, {cfg.C}, {acc}{_tail((cfg.bufs, 1))}>"
+    return f"ln_bwd<{t}, {cfg.VW}, {cfg.N}, {cfg.TPR}, {cfg.RPB}, {acc}{_tail((cfg.bufs, 1))}>"
+
+
+#: the benchmark's row lengths, where the variants are measured
+BENCH_D = (256, 1024, 4096, 8192, 16384, 65536)
+
+
+def variants(D: int, dtype: str, backward: bool, cc: int = 90) -> list[RowConfig]:
+    """The chooser's layout for D and the variants of it that benchmarks/tune_variants.py measures."""
+    base = choose(D, dtype, backward, cc)
+    if base.kind == "looped":
+        return [base]
+    out = [base, replace(base, bufs=2)]
+    if base.kind == "cluster" and not backward:
+        out += [replace(base, merge=True), replace(base, bufs=2, merge=True),
+                replace(base, bufs=2, merge=True, blocks_per_sm=2), replace(base, bufs=2, merge=True, blocks_per_sm=4)]
+    if cc >= 90 and base.TPR >= 512 and base.C < 8 and base.VW > 1 and D % (2 * base.C * base.VW) == 0:
+        # the row over twice the blocks of 512 threads: fewer registers and (backward) half the
+        # shared-memory accumulators per block, so more blocks resident per SM and more loads in flight
+        C = 2 * base.C
+        split = replace(base, kind="cluster", C=C, TPR=512, RPB=1, N=math.ceil(D // base.VW / C / 512), bufs=2)
+        out += [split] if backward else [split, replace(split, merge=True)]
+    return out
 
 
 def all_instances(cc: int = 90) -> list[str]:
-    """Every template instance the chooser can pick for D in 1..2**20 and the supported dtypes."""
+    """Every template instance the chooser can pick for D in 1..2**20 and the supported dtypes, and
+    the :func:`variants` measured at the benchmark's row lengths."""
     names = set()
     for dtype in CTYPE:
         names.update({f"ln_col_sum<{CTYPE[dtype]}>", f"ln_bwd_params_looped<{CTYPE[dtype]}>"})
@@ -159,4 +212,7 @@ def all_instances(cc: int = 90) -> list[str]:
                 names.add(forward_name(dtype, choose(D, dtype, False, cc, vector=vector)))
                 names.add(backward_name(dtype, choose(D, dtype, True, cc, vector=vector)))
         names.add(forward_name(dtype, choose(4096, dtype, False, cc), onepass=True))
+        for D in BENCH_D:
+            names.update(forward_name(dtype, v) for v in variants(D, dtype, False, cc))
+            names.update(backward_name(dtype, v) for v in variants(D, dtype, True, cc))
     return sorted(names)

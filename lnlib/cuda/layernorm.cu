@@ -151,34 +151,68 @@ __device__ __forceinline__ float2 cluster_load2(const float2* local, unsigned ra
     return v;
 }
 
-// Sum of v over the TPR threads of each row group and, when C > 1, over the C blocks of the cluster.
-// red must hold RPB * max(1, TPR/32) float2; xchg is one float2 per block (cluster exchange).
-template <int TPR, int RPB, int C>
-__device__ __forceinline__ float2 row_sum2(float2 v, float2* red, float2* xchg) {
+// Shared-memory slots of the reductions. With BUFS = 1 one slot is reused, so every reduction needs a
+// barrier before it writes (the previous reduction's readers must be done) and, across a cluster, one
+// after it reads (its slot must not be overwritten, and no block may exit, while others still read it).
+// With BUFS = 2 consecutive reductions alternate between two slots and the first of those barriers
+// goes: reduction k + 2 writes slot k % 2 only after its writer has passed reduction k + 1's barrier,
+// which every reader of reduction k reaches only after reading. One barrier per reduction instead of
+// two; a cluster kernel then needs one last cluster barrier before its blocks exit.
+struct Phases {
+    int red = 0, xchg = 0;
+};
+
+// Sum of v over the TPR threads of each row group.
+// red must hold BUFS * RPB * max(1, TPR/32) float2.
+template <int TPR, int RPB, int BUFS>
+__device__ __forceinline__ float2 group_sum2(float2 v, float2* red, Phases& ph) {
     v = warp_sum2<TPR>(v);
     if constexpr (TPR > 32) {
         constexpr int NW = TPR / 32;
+        float2* slot = red + (BUFS > 1 ? ph.red * RPB * NW : 0);
         const int group = threadIdx.x / TPR, wig = (threadIdx.x % TPR) / 32;
-        __syncthreads();  // the previous reduction's readers are done with red
-        if ((threadIdx.x & 31) == 0) red[group * NW + wig] = v;
+        if constexpr (BUFS == 1) __syncthreads();  // the previous reduction's readers are done with red
+        if ((threadIdx.x & 31) == 0) slot[group * NW + wig] = v;
         __syncthreads();
         // every warp of the group adds the NW partials with the same butterfly: one shared-memory
         // load per thread, and bit-identical totals in all warps
         const int l = threadIdx.x & 31;
-        v = l < NW ? red[group * NW + l] : make_float2(0.f, 0.f);
+        v = l < NW ? slot[group * NW + l] : make_float2(0.f, 0.f);
         v = warp_sum2<32>(v);  // full width: every lane gets the total (the zeros add exactly)
+        if constexpr (BUFS > 1) ph.red ^= 1;
     }
-    if constexpr (C > 1) {
-        if (threadIdx.x == 0) *xchg = v;
-        cluster_sync();
-        v = cluster_load2(xchg, 0);
+    return v;
+}
+
+// The C blocks' values of v (one per block, the same in all its threads), gathered in every block
+// in rank order. xchg must hold BUFS float2.
+template <int C, int BUFS>
+__device__ __forceinline__ void cluster_gather2(float2 v, float2 (&all)[C], float2* xchg, Phases& ph) {
+    float2* slot = xchg + (BUFS > 1 ? ph.xchg : 0);
+    if (threadIdx.x == 0) *slot = v;
+    cluster_sync();
 #pragma unroll
-        for (unsigned r = 1; r < C; ++r) {
-            float2 t = cluster_load2(xchg, r);
-            v.x += t.x;
-            v.y += t.y;
+    for (unsigned r = 0; r < C; ++r) all[r] = cluster_load2(slot, r);
+    if constexpr (BUFS == 1) {
+        cluster_sync();  // nobody overwrites the slot before every block has read it
+    } else {
+        ph.xchg ^= 1;
+    }
+}
+
+// Sum of v over the TPR threads of each row group and, when C > 1, over the C blocks of the cluster.
+template <int TPR, int RPB, int C, int BUFS>
+__device__ __forceinline__ float2 row_sum2(float2 v, float2* red, float2* xchg, Phases& ph) {
+    v = group_sum2<TPR, RPB, BUFS>(v, red, ph);
+    if constexpr (C > 1) {
+        float2 all[C];
+        cluster_gather2<C, BUFS>(v, all, xchg, ph);
+        v = all[0];
+#pragma unroll
+        for (int r = 1; r < C; ++r) {  // the same order in every block: bit-identical sums
+            v.x += all[r].x;
+            v.y += all[r].y;
         }
-        cluster_sync();  // nobody overwrites xchg before every block has read it
     }
     return v;
 }
@@ -193,14 +227,18 @@ __device__ __forceinline__ float2 row_sum2(float2 v, float2* red, float2* xchg) 
 // Forward: one row group (TPR threads) per row, the row held in registers; C blocks per row.
 // Rows are visited with a grid stride, so any grid size is correct. ONEPASS computes
 // E[x^2] - E[x]^2 without the shift: kept only to measure what it costs (the book's version 4).
+// MERGE (C > 1): each block takes the two-pass statistics of its own part of the row, and the cluster
+// combines the C (mean, sum of squares) pairs once (Chan et al.): one cluster exchange per row, not two.
 
-template <typename T, int VW, int N, int TPR, int RPB, int C, bool ONEPASS>
+template <typename T, int VW, int N, int TPR, int RPB, int C, bool ONEPASS, int BUFS, bool MERGE>
 __device__ __forceinline__ void ln_fwd_body(const T* __restrict__ x, const T* __restrict__ gamma,
                                             const T* __restrict__ beta, T* __restrict__ y,
                                             float* __restrict__ mean_shift, float* __restrict__ rstd_out,
                                             int M, int D, float eps) {
-    __shared__ float2 red[RPB * (TPR > 32 ? TPR / 32 : 1)];
-    __shared__ float2 xchg;
+    static_assert(!(MERGE && (C == 1 || ONEPASS)), "MERGE combines the blocks of a cluster");
+    __shared__ float2 red[BUFS * RPB * (TPR > 32 ? TPR / 32 : 1)];
+    __shared__ float2 xchg[BUFS];
+    Phases ph;
     const int group = threadIdx.x / TPR, lane = threadIdx.x % TPR;
     const int rank = C > 1 ? (int)cluster_rank() : 0;
     const int Dc = D / C, col0 = rank * Dc;
@@ -229,12 +267,10 @@ __device__ __forceinline__ void ln_fwd_body(const T* __restrict__ x, const T* __
                 for (int j = 0; j < VW; ++j) d[k][j] = 0.f;
             }
         }
-        s = row_sum2<TPR, RPB, C>(s, red, &xchg);
-        const float m = s.x * inv_D;
-        float var;
-        if (ONEPASS) {
-            var = s.y * inv_D - m * m;
-        } else {
+        float m, var;
+        if constexpr (MERGE) {
+            const float inv_Dc = 1.0f / (float)Dc;
+            const float mb = group_sum2<TPR, RPB, BUFS>(s, red, ph).x * inv_Dc;
             float2 q = make_float2(0.f, 0.f);
 #pragma unroll
             for (int k = 0; k < N; ++k) {
@@ -242,12 +278,45 @@ __device__ __forceinline__ void ln_fwd_body(const T* __restrict__ x, const T* __
                 if (active && c < Dc) {
 #pragma unroll
                     for (int j = 0; j < VW; ++j) {
-                        const float t = d[k][j] - m;
+                        const float t = d[k][j] - mb;
                         q.x += t * t;
                     }
                 }
             }
-            var = row_sum2<TPR, RPB, C>(q, red, &xchg).x * inv_D;
+            const float qb = group_sum2<TPR, RPB, BUFS>(q, red, ph).x;
+            float2 all[C];
+            cluster_gather2<C, BUFS>(make_float2(mb, qb), all, xchg, ph);
+            m = 0.f;
+#pragma unroll
+            for (int r = 0; r < C; ++r) m += all[r].x;
+            m *= 1.0f / (float)C;
+            float m2 = 0.f;
+#pragma unroll
+            for (int r = 0; r < C; ++r) {  // every block's sum of squares about the row's mean
+                const float t = all[r].x - m;
+                m2 += all[r].y + (float)Dc * t * t;
+            }
+            var = m2 * inv_D;
+        } else {
+            s = row_sum2<TPR, RPB, C, BUFS>(s, red, xchg, ph);
+            m = s.x * inv_D;
+            if (ONEPASS) {
+                var = s.y * inv_D - m * m;
+            } else {
+                float2 q = make_float2(0.f, 0.f);
+#pragma unroll
+                for (int k = 0; k < N; ++k) {
+                    const int c = (k * TPR + lane) * VW;
+                    if (active && c < Dc) {
+#pragma unroll
+                        for (int j = 0; j < VW; ++j) {
+                            const float t = d[k][j] - m;
+                            q.x += t * t;
+                        }
+                    }
+                }
+                var = row_sum2<TPR, RPB, C, BUFS>(q, red, xchg, ph).x * inv_D;
+            }
         }
         const float rs = 1.0f / sqrtf(var + eps);
         if (active) {
@@ -274,18 +343,20 @@ __device__ __forceinline__ void ln_fwd_body(const T* __restrict__ x, const T* __
             }
         }
     }
+    if constexpr (C > 1 && BUFS > 1) cluster_sync();  // our xchg slots may still be read: stay
 }
 
-template <typename T, int VW, int N, int TPR, int RPB, bool ONEPASS>
+// BUFS and MERGE are variants being measured (benchmarks/tune_variants.py); the chooser uses the defaults.
+template <typename T, int VW, int N, int TPR, int RPB, bool ONEPASS, int BUFS = 1>
 __global__ void __launch_bounds__(TPR * RPB)
 ln_fwd(const T* x, const T* gamma, const T* beta, T* y, float* mean_shift, float* rstd, int M, int D, float eps) {
-    ln_fwd_body<T, VW, N, TPR, RPB, 1, ONEPASS>(x, gamma, beta, y, mean_shift, rstd, M, D, eps);
+    ln_fwd_body<T, VW, N, TPR, RPB, 1, ONEPASS, BUFS, false>(x, gamma, beta, y, mean_shift, rstd, M, D, eps);
 }
 
-template <typename T, int VW, int N, int TPR, int C>
+template <typename T, int VW, int N, int TPR, int C, int BUFS = 1, bool MERGE = false>
 __global__ void LN_CLUSTER(C) __launch_bounds__(TPR)
 ln_fwd_cluster(const T* x, const T* gamma, const T* beta, T* y, float* mean_shift, float* rstd, int M, int D, float eps) {
-    ln_fwd_body<T, VW, N, TPR, 1, C, false>(x, gamma, beta, y, mean_shift, rstd, M, D, eps);
+    ln_fwd_body<T, VW, N, TPR, 1, C, false, BUFS, MERGE>(x, gamma, beta, y, mean_shift, rstd, M, D, eps);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -296,14 +367,15 @@ ln_fwd_cluster(const T* x, const T* gamma, const T* beta, T* y, float* mean_shif
 // writes one row of partial sums. ln_col_sum then adds the partial rows in a fixed order: dgamma and
 // dbeta are bit-identical from run to run.
 
-template <typename T, int VW, int N, int TPR, int RPB, int C, bool ACC_REGS>
+template <typename T, int VW, int N, int TPR, int RPB, int C, bool ACC_REGS, int BUFS>
 __device__ __forceinline__ void ln_bwd_body(const T* __restrict__ x, const T* __restrict__ dy,
                                             const T* __restrict__ gamma, const float* __restrict__ mean_shift,
                                             const float* __restrict__ rstd, T* __restrict__ dx,
                                             float* __restrict__ part_dgamma, float* __restrict__ part_dbeta,
                                             int M, int D) {
-    __shared__ float2 red[RPB * (TPR > 32 ? TPR / 32 : 1)];
-    __shared__ float2 xchg;
+    __shared__ float2 red[BUFS * RPB * (TPR > 32 ? TPR / 32 : 1)];
+    __shared__ float2 xchg[BUFS];
+    Phases ph;
     extern __shared__ float acc[];  // [RPB][2][Dc]: dgamma then dbeta of each row group
     const int group = threadIdx.x / TPR, lane = threadIdx.x % TPR;
     const int rank = C > 1 ? (int)cluster_rank() : 0;
@@ -389,7 +461,7 @@ __device__ __forceinline__ void ln_bwd_body(const T* __restrict__ x, const T* __
                 }
             }
         }
-        s = row_sum2<TPR, RPB, C>(s, red, &xchg);
+        s = row_sum2<TPR, RPB, C, BUFS>(s, red, xchg, ph);
         const float a = s.x * inv_D, b = s.y * inv_D;
         if (active) {
 #pragma unroll
@@ -404,6 +476,7 @@ __device__ __forceinline__ void ln_bwd_body(const T* __restrict__ x, const T* __
             }
         }
     }
+    if constexpr (C > 1 && BUFS > 1) cluster_sync();  // our xchg slots may still be read: stay
     if (params) {
         if (ACC_REGS) {  // hand the register sums to shared memory for the fixed-order block sum
             __syncthreads();
@@ -433,18 +506,18 @@ __device__ __forceinline__ void ln_bwd_body(const T* __restrict__ x, const T* __
     }
 }
 
-template <typename T, int VW, int N, int TPR, int RPB, bool ACC_REGS>
+template <typename T, int VW, int N, int TPR, int RPB, bool ACC_REGS, int BUFS = 1>
 __global__ void __launch_bounds__(TPR * RPB)
 ln_bwd(const T* x, const T* dy, const T* gamma, const float* mean_shift, const float* rstd, T* dx,
        float* part_dgamma, float* part_dbeta, int M, int D) {
-    ln_bwd_body<T, VW, N, TPR, RPB, 1, ACC_REGS>(x, dy, gamma, mean_shift, rstd, dx, part_dgamma, part_dbeta, M, D);
+    ln_bwd_body<T, VW, N, TPR, RPB, 1, ACC_REGS, BUFS>(x, dy, gamma, mean_shift, rstd, dx, part_dgamma, part_dbeta, M, D);
 }
 
-template <typename T, int VW, int N, int TPR, int C, bool ACC_REGS>
+template <typename T, int VW, int N, int TPR, int C, bool ACC_REGS, int BUFS = 1>
 __global__ void LN_CLUSTER(C) __launch_bounds__(TPR)
 ln_bwd_cluster(const T* x, const T* dy, const T* gamma, const float* mean_shift, const float* rstd, T* dx,
                float* part_dgamma, float* part_dbeta, int M, int D) {
-    ln_bwd_body<T, VW, N, TPR, 1, C, ACC_REGS>(x, dy, gamma, mean_shift, rstd, dx, part_dgamma, part_dbeta, M, D);
+    ln_bwd_body<T, VW, N, TPR, 1, C, ACC_REGS, BUFS>(x, dy, gamma, mean_shift, rstd, dx, part_dgamma, part_dbeta, M, D);
 }
 
 // Second stage: out[c] = sum over P partial rows of part[p][c], in a fixed order.

@@ -1,0 +1,122 @@
+"""Measure the kernel variants that lnlib.cuda.kernels.variants lists against the chosen layout.
+
+    python benchmarks/tune_variants.py [--out benchmarks/results/experiments/variants] [--dtypes float32,bfloat16]
+
+The variants (see RowConfig in lnlib/cuda/kernels.py): ``bufs=2`` alternates two reduction slots so a
+reduction needs one barrier instead of two; ``merge`` (cluster forward) combines the blocks' (mean,
+sum of squares) once per row instead of exchanging two sums; ``blocks_per_sm`` makes the cluster
+forward's grid persistent; a row split over a cluster of twice as many 512-thread blocks (fewer
+registers and shared-memory accumulators per block). Every variant is checked against a float64
+reference (and, backward, for bitwise-identical dgamma/dbeta over two runs) before it is timed, in the
+same run and on the same data as the chosen layout, at the shapes of benchmarks/gpu.py. Writes
+variants-<device>-<date>.json with provenance; the chooser changes only on such a measurement.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import cupy as cp  # noqa: E402
+
+from benchmarks.gpu import EPS, as_cupy, copy_gbps, provenance, reference64, rel_err, time_ms  # noqa: E402
+from lnlib import cuda as lncuda  # noqa: E402
+from lnlib.cuda import api  # noqa: E402
+from lnlib.cuda import kernels as K  # noqa: E402
+
+try:
+    import torch
+except ImportError:
+    torch = None
+
+TOL = {"float32": (5e-6, 2e-5), "bfloat16": (2**-7, 2**-6)}
+
+
+def label(cfg: K.RowConfig) -> str:
+    extra = [f"bufs={cfg.bufs}"] + (["merge"] if cfg.merge else []) + (
+        [f"blocks/SM={cfg.blocks_per_sm}"] if cfg.blocks_per_sm else [])
+    return f"{cfg.kind} C={cfg.C} TPR={cfg.TPR} RPB={cfg.RPB} N={cfg.N} " + " ".join(extra)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--out", default="benchmarks/results/experiments/variants")
+    ap.add_argument("--dtypes", default="float32,bfloat16")
+    ap.add_argument("--D", default=",".join(map(str, K.BENCH_D)))
+    ap.add_argument("--reps", type=int, default=10)
+    args = ap.parse_args()
+    warm = cp.random.standard_normal((1 << 27,), dtype=cp.float32)
+    for _ in range(20):
+        warm *= 1.0001
+    del warm
+    copy = copy_gbps()
+    print(f"copy {copy:.0f} GB/s", flush=True)
+    cc = api._cc(cp.cuda.Device().id)
+    rows = []
+    for dtype in args.dtypes.split(","):
+        if dtype != "float32" and torch is None:
+            print(f"{dtype}: needs torch, skipped")
+            continue
+        s = 4 if dtype == "float32" else 2
+        for D in map(int, args.D.split(",")):
+            M = (256 << 20) // (D * s)
+            rng = cp.random.default_rng(D)
+            x = (rng.standard_normal((M, D), dtype=cp.float32) * 2 + 1.5).astype(cp.float32)
+            g = (1 + 0.5 * rng.standard_normal(D, dtype=cp.float32)).astype(cp.float32)
+            b = rng.standard_normal(D, dtype=cp.float32)
+            dy = rng.standard_normal((M, D), dtype=cp.float32)
+            if dtype != "float32":
+                x, g, b, dy = (torch.from_dlpack(a).to(getattr(torch, dtype)) for a in (x, g, b, dy))
+            ref = reference64(*(as_cupy(a) for a in (x, g, b, dy)))
+            _, cache = lncuda.layer_norm_forward(x, g, b, EPS)
+            for backward in (False, True):
+                nbytes = 3 * M * D * s + 8 * M + 3 * D * s if backward else 2 * M * D * s + 8 * M + 2 * D * s
+                for i, cfg in enumerate(K.variants(D, dtype, backward, cc)):
+                    name = K.backward_name(dtype, cfg) if backward else K.forward_name(dtype, cfg)
+                    row = {"dtype": dtype, "rows": M, "cols": D, "pass": "backward" if backward else "forward",
+                           "name": name, "config": label(cfg), "chosen": i == 0, "bytes": nbytes}
+                    try:
+                        if backward:
+                            fn = lambda: lncuda.layer_norm_backward(dy, cache, _config=cfg)  # noqa: E731
+                            out, again = fn(), fn()
+                            err = max(rel_err(as_cupy(a), r) for a, r in zip(out, ref[1:]))
+                            same = all(cp.asnumpy(as_cupy(a)).tobytes() == cp.asnumpy(as_cupy(c)).tobytes() for a, c in zip(out[1:], again[1:]))
+                            ok = err < TOL[dtype][1] and same
+                            del out, again
+                        else:
+                            fn = lambda: lncuda.layer_norm_forward(x, g, b, EPS, _config=cfg)  # noqa: E731
+                            err = rel_err(as_cupy(fn()[0]), ref[0])
+                            same, ok = True, err < TOL[dtype][0]
+                        row.update(max_rel_error=err, deterministic=same, correct=ok)
+                        if ok:  # a wrong variant is not timed: it could never be chosen
+                            ms = time_ms(fn, reps=args.reps)
+                            kern = K.get_kernel(name)
+                            row.update(seconds=ms * 1e-3, gbps=nbytes / (ms * 1e-3) / 1e9, regs=kern.num_regs,
+                                       spill_bytes=kern.local_size_bytes)
+                    except Exception as exc:  # a layout that does not launch is reported, not fatal
+                        row.update(error=f"{type(exc).__name__}: {str(exc)[:200]}")
+                    rows.append(row)
+                    pct = f"{100 * row['gbps'] / copy:5.1f}%" if "gbps" in row else "  --- "
+                    print(f"{dtype:8s} D={D:6d} {row['pass'][:3]} {pct} err {row.get('max_rel_error', float('nan')):.1e}"
+                          f"{'' if row.get('correct', False) else ' WRONG/FAILED'} regs {row.get('regs', '-')}"
+                          f"  {'*' if i == 0 else ' '} {row['config']}  {row.get('error', '')}", flush=True)
+            del x, g, b, dy, ref, cache
+            cp.get_default_memory_pool().free_all_blocks()
+            if torch is not None:
+                torch.cuda.empty_cache()
+    copy_end = copy_gbps()
+    prov = provenance(args, os.environ.get("LNLIB_GIT_COMMIT", "unknown"))
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"variants-{prov['device'].replace(' ', '_')}-{prov['date'][:10]}.json"
+    path.write_text(json.dumps({"provenance": prov, "copy_gbps": copy, "copy_gbps_end": copy_end, "rows": rows}, indent=1))
+    print(f"copy at the end {copy_end:.0f} GB/s; wrote {path}")
+
+
+if __name__ == "__main__":
+    main()
