@@ -4,8 +4,9 @@
 
 The variants (see RowConfig in lnlib/cuda/kernels.py): ``bufs=2`` alternates two reduction slots so a
 reduction needs one barrier instead of two; ``merge`` (cluster forward) combines the blocks' (mean,
-sum of squares) once per row instead of exchanging two sums; ``blocks_per_sm`` makes the cluster
-forward's grid persistent; a row split over a cluster of twice as many 512-thread blocks (fewer
+sum of squares) once per row instead of exchanging two sums; ``blocks_per_sm`` makes the forward's
+grid persistent (-1: as many blocks as are resident), and ``keep`` then loads gamma and beta once per
+block instead of once per row; a row split over a cluster of twice as many 512-thread blocks (fewer
 registers and shared-memory accumulators per block). Every variant is checked against a float64
 reference (and, backward, for bitwise-identical dgamma/dbeta over two runs) before it is timed, in the
 same run and on the same data as the chosen layout, at the shapes of benchmarks/gpu.py. Writes
@@ -38,8 +39,8 @@ TOL = {"float32": (5e-6, 2e-5), "bfloat16": (2**-7, 2**-6)}
 
 
 def label(cfg: K.RowConfig) -> str:
-    extra = [f"bufs={cfg.bufs}"] + (["merge"] if cfg.merge else []) + (
-        [f"blocks/SM={cfg.blocks_per_sm}"] if cfg.blocks_per_sm else [])
+    extra = [f"bufs={cfg.bufs}"] + (["merge"] if cfg.merge else []) + (["keep"] if cfg.keep else []) + (
+        [f"blocks/SM={cfg.blocks_per_sm if cfg.blocks_per_sm > 0 else 'resident'}"] if cfg.blocks_per_sm else [])
     return f"{cfg.kind} C={cfg.C} TPR={cfg.TPR} RPB={cfg.RPB} N={cfg.N} " + " ".join(extra)
 
 

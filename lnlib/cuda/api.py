@@ -214,8 +214,11 @@ def layer_norm_forward(x, gamma=None, beta=None, eps=1e-5, *, _config=None, _one
                 grid = min(M, sms * 8)
             else:  # one block (or cluster) per group of rows: the block scheduler overlaps their phases
                 grid = min(math.ceil(M / cfg.RPB), (2**31 - 1) // cfg.C) * cfg.C
-                if cfg.blocks_per_sm:  # a persistent grid instead: rows visited with a stride
+                if cfg.blocks_per_sm > 0:  # a persistent grid instead: rows visited with a stride
                     grid = min(grid, max(1, sms * cfg.blocks_per_sm // cfg.C) * cfg.C)
+                elif cfg.blocks_per_sm < 0:  # as many blocks as are resident at once
+                    resident = _persistent_grid(K.forward_name(xt.dtype, cfg, _onepass), cfg.threads, 0, sms)
+                    grid = min(grid, max(1, resident // cfg.C) * cfg.C)
             kernel((grid,), (cfg.threads,),
                    (_p(xt), _p(gt), _p(bt), _p(y), _p(mean_shift), _p(rstd), np.int32(M), np.int32(D), np.float32(eps)),
                    stream=_stream(xt))

@@ -89,7 +89,8 @@ class RowConfig:
     # Variants measured by benchmarks/tune_variants.py and not chosen by default (yet):
     bufs: int = 1  # reduction slots: 2 alternates them, one barrier per reduction instead of two
     merge: bool = False  # forward, C > 1: merge the blocks' (mean, sum of squares) once per row
-    blocks_per_sm: int = 0  # forward grid: 0 gives every row group its own block (or cluster)
+    blocks_per_sm: int = 0  # forward grid: 0 gives every row group its own block (or cluster); -1 as many as fit
+    keep: bool = False  # gamma (and beta) loaded once per block and kept in registers: for persistent grids
 
     @property
     def threads(self) -> int:
@@ -161,10 +162,12 @@ def forward_name(dtype: str, cfg: RowConfig, onepass: bool = False) -> str:
     if cfg.kind == "looped":
         return f"ln_fwd_looped<{t}, 1024>"
     if cfg.kind == "cluster":
-        return f"ln_fwd_cluster<{t}, {cfg.VW}, {cfg.N}, {cfg.TPR}, {cfg.C}{_tail((cfg.bufs, 1), (cfg.merge, False))}>"
+        tail = _tail((cfg.bufs, 1), (cfg.merge, False), (cfg.keep, False))
+        return f"ln_fwd_cluster<{t}, {cfg.VW}, {cfg.N}, {cfg.TPR}, {cfg.C}{tail}>"
     if cfg.merge:
         raise ValueError("merge applies to cluster kernels only")
-    return f"ln_fwd<{t}, {cfg.VW}, {cfg.N}, {cfg.TPR}, {cfg.RPB}, {'true' if onepass else 'false'}{_tail((cfg.bufs, 1))}>"
+    tail = _tail((cfg.bufs, 1), (cfg.keep, False))
+    return f"ln_fwd<{t}, {cfg.VW}, {cfg.N}, {cfg.TPR}, {cfg.RPB}, {'true' if onepass else 'false'}{tail}>"
 
 
 def backward_name(dtype: str, cfg: RowConfig) -> str:
@@ -173,8 +176,8 @@ def backward_name(dtype: str, cfg: RowConfig) -> str:
         return f"ln_bwd_looped<{t}, 1024>"
     acc = "true" if cfg.acc_regs else "false"
     if cfg.kind == "cluster":
-        return f"ln_bwd_cluster<{t}, {cfg.VW}, {cfg.N}, {cfg.TPR}, {cfg.C}, {acc}{_tail((cfg.bufs, 1))}>"
-    return f"ln_bwd<{t}, {cfg.VW}, {cfg.N}, {cfg.TPR}, {cfg.RPB}, {acc}{_tail((cfg.bufs, 1))}>"
+        return f"ln_bwd_cluster<{t}, {cfg.VW}, {cfg.N}, {cfg.TPR}, {cfg.C}, {acc}{_tail((cfg.bufs, 1), (cfg.keep, False))}>"
+    return f"ln_bwd<{t}, {cfg.VW}, {cfg.N}, {cfg.TPR}, {cfg.RPB}, {acc}{_tail((cfg.bufs, 1), (cfg.keep, False))}>"
 
 
 #: the benchmark's row lengths, where the variants are measured
@@ -187,9 +190,17 @@ def variants(D: int, dtype: str, backward: bool, cc: int = 90) -> list[RowConfig
     if base.kind == "looped":
         return [base]
     out = [base, replace(base, bufs=2)]
-    if base.kind == "cluster" and not backward:
+    # keep: gamma/beta in registers (the compiler also hoists their conversion out of the row loop),
+    # not with 1024-thread blocks, whose 64-register cap would spill
+    keep = base.threads <= 512
+    if backward:  # the backward's grid is persistent already
+        out += [replace(base, bufs=2, keep=True)] if keep else []
+    elif base.kind == "rows":
+        out.append(replace(base, bufs=2, keep=keep, blocks_per_sm=-1))
+    else:
         out += [replace(base, merge=True), replace(base, bufs=2, merge=True),
-                replace(base, bufs=2, merge=True, blocks_per_sm=2), replace(base, bufs=2, merge=True, blocks_per_sm=4)]
+                replace(base, bufs=2, merge=True, blocks_per_sm=2), replace(base, bufs=2, merge=True, blocks_per_sm=4),
+                replace(base, bufs=2, merge=True, blocks_per_sm=2, keep=True)]
     if cc >= 90 and base.TPR >= 512 and base.C < 8 and base.VW > 1 and D % (2 * base.C * base.VW) == 0:
         # the row over twice the blocks of 512 threads: fewer registers and (backward) half the
         # shared-memory accumulators per block, so more blocks resident per SM and more loads in flight

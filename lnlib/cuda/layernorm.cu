@@ -229,8 +229,10 @@ __device__ __forceinline__ float2 row_sum2(float2 v, float2* red, float2* xchg, 
 // E[x^2] - E[x]^2 without the shift: kept only to measure what it costs (the book's version 4).
 // MERGE (C > 1): each block takes the two-pass statistics of its own part of the row, and the cluster
 // combines the C (mean, sum of squares) pairs once (Chan et al.): one cluster exchange per row, not two.
+// KEEP: gamma and beta for the thread's columns are loaded once, before the row loop, and kept (raw)
+// in registers: with a persistent grid a block then reads them once instead of once a row.
 
-template <typename T, int VW, int N, int TPR, int RPB, int C, bool ONEPASS, int BUFS, bool MERGE>
+template <typename T, int VW, int N, int TPR, int RPB, int C, bool ONEPASS, int BUFS, bool MERGE, bool KEEP>
 __device__ __forceinline__ void ln_fwd_body(const T* __restrict__ x, const T* __restrict__ gamma,
                                             const T* __restrict__ beta, T* __restrict__ y,
                                             float* __restrict__ mean_shift, float* __restrict__ rstd_out,
@@ -244,6 +246,17 @@ __device__ __forceinline__ void ln_fwd_body(const T* __restrict__ x, const T* __
     const int Dc = D / C, col0 = rank * Dc;
     const int first = (blockIdx.x / C) * RPB, stride = (gridDim.x / C) * RPB;
     const float inv_D = 1.0f / (float)D;
+    Raw<T, VW> gk[KEEP ? N : 1], bk[KEEP ? N : 1];
+    if constexpr (KEEP) {
+#pragma unroll
+        for (int k = 0; k < N; ++k) {
+            const int c = (k * TPR + lane) * VW;
+            if (c < Dc) {
+                if (gamma) gk[k] = load_raw<T, VW>(gamma + col0 + c);
+                if (beta) bk[k] = load_raw<T, VW>(beta + col0 + c);
+            }
+        }
+    }
     for (int base = first; base < M; base += stride) {
         const int row = base + group;
         const bool active = row < M;
@@ -325,8 +338,16 @@ __device__ __forceinline__ void ln_fwd_body(const T* __restrict__ x, const T* __
                 const int c = (k * TPR + lane) * VW;
                 if (c < Dc) {
                     float g[VW], b[VW], o[VW];
-                    if (gamma) load_vec<T, VW>(gamma + col0 + c, g);
-                    if (beta) load_vec<T, VW>(beta + col0 + c, b);
+                    if constexpr (KEEP) {
+#pragma unroll
+                        for (int j = 0; j < VW; ++j) {
+                            if (gamma) g[j] = to_float(gk[k].e[j]);
+                            if (beta) b[j] = to_float(bk[k].e[j]);
+                        }
+                    } else {
+                        if (gamma) load_vec<T, VW>(gamma + col0 + c, g);
+                        if (beta) load_vec<T, VW>(beta + col0 + c, b);
+                    }
 #pragma unroll
                     for (int j = 0; j < VW; ++j) {
                         float h = (d[k][j] - m) * rs;
@@ -346,17 +367,18 @@ __device__ __forceinline__ void ln_fwd_body(const T* __restrict__ x, const T* __
     if constexpr (C > 1 && BUFS > 1) cluster_sync();  // our xchg slots may still be read: stay
 }
 
-// BUFS and MERGE are variants being measured (benchmarks/tune_variants.py); the chooser uses the defaults.
-template <typename T, int VW, int N, int TPR, int RPB, bool ONEPASS, int BUFS = 1>
+// BUFS, MERGE and KEEP are variants being measured (benchmarks/tune_variants.py); the chooser uses
+// the defaults.
+template <typename T, int VW, int N, int TPR, int RPB, bool ONEPASS, int BUFS = 1, bool KEEP = false>
 __global__ void __launch_bounds__(TPR * RPB)
 ln_fwd(const T* x, const T* gamma, const T* beta, T* y, float* mean_shift, float* rstd, int M, int D, float eps) {
-    ln_fwd_body<T, VW, N, TPR, RPB, 1, ONEPASS, BUFS, false>(x, gamma, beta, y, mean_shift, rstd, M, D, eps);
+    ln_fwd_body<T, VW, N, TPR, RPB, 1, ONEPASS, BUFS, false, KEEP>(x, gamma, beta, y, mean_shift, rstd, M, D, eps);
 }
 
-template <typename T, int VW, int N, int TPR, int C, int BUFS = 1, bool MERGE = false>
+template <typename T, int VW, int N, int TPR, int C, int BUFS = 1, bool MERGE = false, bool KEEP = false>
 __global__ void LN_CLUSTER(C) __launch_bounds__(TPR)
 ln_fwd_cluster(const T* x, const T* gamma, const T* beta, T* y, float* mean_shift, float* rstd, int M, int D, float eps) {
-    ln_fwd_body<T, VW, N, TPR, 1, C, false, BUFS, MERGE>(x, gamma, beta, y, mean_shift, rstd, M, D, eps);
+    ln_fwd_body<T, VW, N, TPR, 1, C, false, BUFS, MERGE, KEEP>(x, gamma, beta, y, mean_shift, rstd, M, D, eps);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -367,7 +389,7 @@ ln_fwd_cluster(const T* x, const T* gamma, const T* beta, T* y, float* mean_shif
 // writes one row of partial sums. ln_col_sum then adds the partial rows in a fixed order: dgamma and
 // dbeta are bit-identical from run to run.
 
-template <typename T, int VW, int N, int TPR, int RPB, int C, bool ACC_REGS, int BUFS>
+template <typename T, int VW, int N, int TPR, int RPB, int C, bool ACC_REGS, int BUFS, bool KEEP>
 __device__ __forceinline__ void ln_bwd_body(const T* __restrict__ x, const T* __restrict__ dy,
                                             const T* __restrict__ gamma, const float* __restrict__ mean_shift,
                                             const float* __restrict__ rstd, T* __restrict__ dx,
@@ -386,6 +408,14 @@ __device__ __forceinline__ void ln_bwd_body(const T* __restrict__ x, const T* __
     float* acc_g = acc + (size_t)group * 2 * Dc;
     float* acc_b = acc_g + Dc;
     float rg[ACC_REGS ? N : 1][VW], rb[ACC_REGS ? N : 1][VW];  // running sums when they fit in registers
+    Raw<T, VW> gk[KEEP ? N : 1];  // KEEP: gamma for the thread's columns, loaded once (the grid is persistent)
+    if constexpr (KEEP) {
+#pragma unroll
+        for (int k = 0; k < N; ++k) {
+            const int c = (k * TPR + lane) * VW;
+            if (gamma && c < Dc) gk[k] = load_raw<T, VW>(gamma + col0 + c);
+        }
+    }
     if (ACC_REGS) {
 #pragma unroll
         for (int k = 0; k < N; ++k)
@@ -452,7 +482,11 @@ __device__ __forceinline__ void ln_bwd_body(const T* __restrict__ x, const T* __
                     }
                 }
                 Raw<T, VW> graw;
-                if (gamma) graw = load_raw<T, VW>(gamma + col0 + c);
+                if constexpr (KEEP) {
+                    graw = gk[k];
+                } else {
+                    if (gamma) graw = load_raw<T, VW>(gamma + col0 + c);
+                }
 #pragma unroll
                 for (int j = 0; j < VW; ++j) {
                     if (gamma) g[k][j] *= to_float(graw.e[j]);
@@ -506,18 +540,18 @@ __device__ __forceinline__ void ln_bwd_body(const T* __restrict__ x, const T* __
     }
 }
 
-template <typename T, int VW, int N, int TPR, int RPB, bool ACC_REGS, int BUFS = 1>
+template <typename T, int VW, int N, int TPR, int RPB, bool ACC_REGS, int BUFS = 1, bool KEEP = false>
 __global__ void __launch_bounds__(TPR * RPB)
 ln_bwd(const T* x, const T* dy, const T* gamma, const float* mean_shift, const float* rstd, T* dx,
        float* part_dgamma, float* part_dbeta, int M, int D) {
-    ln_bwd_body<T, VW, N, TPR, RPB, 1, ACC_REGS, BUFS>(x, dy, gamma, mean_shift, rstd, dx, part_dgamma, part_dbeta, M, D);
+    ln_bwd_body<T, VW, N, TPR, RPB, 1, ACC_REGS, BUFS, KEEP>(x, dy, gamma, mean_shift, rstd, dx, part_dgamma, part_dbeta, M, D);
 }
 
-template <typename T, int VW, int N, int TPR, int C, bool ACC_REGS, int BUFS = 1>
+template <typename T, int VW, int N, int TPR, int C, bool ACC_REGS, int BUFS = 1, bool KEEP = false>
 __global__ void LN_CLUSTER(C) __launch_bounds__(TPR)
 ln_bwd_cluster(const T* x, const T* dy, const T* gamma, const float* mean_shift, const float* rstd, T* dx,
                float* part_dgamma, float* part_dbeta, int M, int D) {
-    ln_bwd_body<T, VW, N, TPR, 1, C, ACC_REGS, BUFS>(x, dy, gamma, mean_shift, rstd, dx, part_dgamma, part_dbeta, M, D);
+    ln_bwd_body<T, VW, N, TPR, 1, C, ACC_REGS, BUFS, KEEP>(x, dy, gamma, mean_shift, rstd, dx, part_dgamma, part_dbeta, M, D);
 }
 
 // Second stage: out[c] = sum over P partial rows of part[p][c], in a fixed order.
