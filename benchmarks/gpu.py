@@ -22,8 +22,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import cupy as cp  # noqa: E402
@@ -79,6 +77,21 @@ def copy_gbps(nbytes=2 << 30):
     ms = time_ms(run, warmup=10, reps=15)
     del src, dst
     return 2 * nbytes / (ms * 1e-3) / 1e9
+
+
+def make_inputs(dtype: str, D: int):
+    """(M, x, gamma, beta, dy) for a benchmark shape: x of 256 MiB, seeded by D; CuPy arrays for
+    float32, torch tensors for bfloat16 (CuPy has no bfloat16)."""
+    s = 4 if dtype == "float32" else 2
+    M = (256 << 20) // (D * s)
+    rng = cp.random.default_rng(D)
+    x = (rng.standard_normal((M, D), dtype=cp.float32) * 2 + 1.5).astype(cp.float32)
+    g = (1 + 0.5 * rng.standard_normal(D, dtype=cp.float32)).astype(cp.float32)
+    b = rng.standard_normal(D, dtype=cp.float32)
+    dy = rng.standard_normal((M, D), dtype=cp.float32)
+    if dtype != "float32":
+        x, g, b, dy = (torch.from_dlpack(a).to(getattr(torch, dtype)) for a in (x, g, b, dy))
+    return M, x, g, b, dy
 
 
 def reference64(x, gamma, beta, dy):
@@ -181,16 +194,7 @@ def main():
     for dtype in args.dtypes.split(","):
         s = 4 if dtype == "float32" else 2
         for D in Ds:
-            M = (256 << 20) // (D * s)
-            rng = cp.random.default_rng(D)
-            x32 = (rng.standard_normal((M, D), dtype=cp.float32) * 2 + 1.5).astype(cp.float32)
-            g32 = (1 + 0.5 * rng.standard_normal(D, dtype=cp.float32)).astype(cp.float32)
-            b32 = rng.standard_normal(D, dtype=cp.float32)
-            dy32 = rng.standard_normal((M, D), dtype=cp.float32)
-            if dtype == "float32":
-                x, g, b, dy = x32, g32, b32, dy32
-            else:  # bfloat16 through torch tensors (CuPy has no bfloat16)
-                x, g, b, dy = (torch.from_dlpack(a).to(torch.bfloat16) for a in (x32, g32, b32, dy32))
+            M, x, g, b, dy = make_inputs(dtype, D)
             # the reference is computed from the values each implementation actually receives
             xs, gs, bs, dys = (as_cupy(a) for a in (x, g, b, dy))
             ref = reference64(xs, gs, bs, dys)
@@ -250,7 +254,7 @@ def main():
                            lambda: max(rel_err(as_cupy(a), r) for a, r in zip(gc, (ref[1], ref[2], ref[3]))))
                     del xr, gr_, br, yr, gc
                 del xt, gt, bt, dyt
-            del x, g, b, dy, x32, g32, b32, dy32, xs, gs, bs, dys, ref
+            del x, g, b, dy, xs, gs, bs, dys, ref
             cp.get_default_memory_pool().free_all_blocks()
             if torch is not None:
                 torch.cuda.empty_cache()

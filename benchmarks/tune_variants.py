@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import cupy as cp  # noqa: E402
 
-from benchmarks.gpu import EPS, as_cupy, copy_gbps, provenance, reference64, rel_err, time_ms  # noqa: E402
+from benchmarks.gpu import EPS, as_cupy, copy_gbps, make_inputs, provenance, reference64, rel_err, time_ms  # noqa: E402
 from lnlib import cuda as lncuda  # noqa: E402
 from lnlib.cuda import api  # noqa: E402
 from lnlib.cuda import kernels as K  # noqa: E402
@@ -65,14 +65,7 @@ def main():
             continue
         s = 4 if dtype == "float32" else 2
         for D in map(int, args.D.split(",")):
-            M = (256 << 20) // (D * s)
-            rng = cp.random.default_rng(D)
-            x = (rng.standard_normal((M, D), dtype=cp.float32) * 2 + 1.5).astype(cp.float32)
-            g = (1 + 0.5 * rng.standard_normal(D, dtype=cp.float32)).astype(cp.float32)
-            b = rng.standard_normal(D, dtype=cp.float32)
-            dy = rng.standard_normal((M, D), dtype=cp.float32)
-            if dtype != "float32":
-                x, g, b, dy = (torch.from_dlpack(a).to(getattr(torch, dtype)) for a in (x, g, b, dy))
+            M, x, g, b, dy = make_inputs(dtype, D)
             ref = reference64(*(as_cupy(a) for a in (x, g, b, dy)))
             _, cache = lncuda.layer_norm_forward(x, g, b, EPS)
             for backward in (False, True):

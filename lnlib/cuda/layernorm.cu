@@ -217,6 +217,24 @@ __device__ __forceinline__ float2 row_sum2(float2 v, float2* red, float2* xchg, 
     return v;
 }
 
+// This thread's sum of (d - center)^2 over its elements of the row (columns below Dc), in .x.
+template <int VW, int N, int TPR>
+__device__ __forceinline__ float2 sum_sq_dev(const float (&d)[N][VW], float center, int lane, int Dc, bool active) {
+    float2 q = make_float2(0.f, 0.f);
+#pragma unroll
+    for (int k = 0; k < N; ++k) {
+        const int c = (k * TPR + lane) * VW;
+        if (active && c < Dc) {
+#pragma unroll
+            for (int j = 0; j < VW; ++j) {
+                const float t = d[k][j] - center;
+                q.x += t * t;
+            }
+        }
+    }
+    return q;
+}
+
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
 #define LN_CLUSTER(C) __cluster_dims__(C, 1, 1)
 #else
@@ -284,19 +302,7 @@ __device__ __forceinline__ void ln_fwd_body(const T* __restrict__ x, const T* __
         if constexpr (MERGE) {
             const float inv_Dc = 1.0f / (float)Dc;
             const float mb = group_sum2<TPR, RPB, BUFS>(s, red, ph).x * inv_Dc;
-            float2 q = make_float2(0.f, 0.f);
-#pragma unroll
-            for (int k = 0; k < N; ++k) {
-                const int c = (k * TPR + lane) * VW;
-                if (active && c < Dc) {
-#pragma unroll
-                    for (int j = 0; j < VW; ++j) {
-                        const float t = d[k][j] - mb;
-                        q.x += t * t;
-                    }
-                }
-            }
-            const float qb = group_sum2<TPR, RPB, BUFS>(q, red, ph).x;
+            const float qb = group_sum2<TPR, RPB, BUFS>(sum_sq_dev<VW, N, TPR>(d, mb, lane, Dc, active), red, ph).x;
             float2 all[C];
             cluster_gather2<C, BUFS>(make_float2(mb, qb), all, xchg, ph);
             m = 0.f;
@@ -316,19 +322,7 @@ __device__ __forceinline__ void ln_fwd_body(const T* __restrict__ x, const T* __
             if (ONEPASS) {
                 var = s.y * inv_D - m * m;
             } else {
-                float2 q = make_float2(0.f, 0.f);
-#pragma unroll
-                for (int k = 0; k < N; ++k) {
-                    const int c = (k * TPR + lane) * VW;
-                    if (active && c < Dc) {
-#pragma unroll
-                        for (int j = 0; j < VW; ++j) {
-                            const float t = d[k][j] - m;
-                            q.x += t * t;
-                        }
-                    }
-                }
-                var = row_sum2<TPR, RPB, C, BUFS>(q, red, xchg, ph).x * inv_D;
+                var = row_sum2<TPR, RPB, C, BUFS>(sum_sq_dev<VW, N, TPR>(d, m, lane, Dc, active), red, xchg, ph).x * inv_D;
             }
         }
         const float rs = 1.0f / sqrtf(var + eps);
