@@ -5,6 +5,8 @@
 #
 # STEP: tests (the GPU tests), sanitize (memcheck and racecheck), variants (benchmarks/tune_variants.py),
 # bench (benchmarks/gpu.py --versions, the JSON the book plots). Default: all four, in that order.
+# A device call is limited to 10 minutes: if all four do not fit, run "tests sanitize" in one call and
+# "variants" and "bench" in further ones. Copy a new gpu-*.json into benchmarks/results to update the book.
 set -uo pipefail
 out=${1:?usage: gpu_checks.sh OUTDIR [tests sanitize variants bench]}
 shift
