@@ -17,7 +17,6 @@ import datetime
 import json
 import os
 import platform
-import statistics
 import subprocess
 import sys
 from pathlib import Path
@@ -28,6 +27,7 @@ import cupy as cp  # noqa: E402
 
 from lnlib import cuda as lncuda  # noqa: E402
 from lnlib.cuda import versions  # noqa: E402
+from lnlib.cuda.timing import copy_gbps, reference64, rel_err, time_ms  # noqa: E402,F401 (also used by tune*.py)
 
 try:
     import torch
@@ -44,41 +44,6 @@ D_LIST = [256, 1024, 4096, 8192, 16384, 65536]
 EPS = 1e-5
 
 
-def time_ms(fn, warmup=5, reps=15, inner=10):
-    """Milliseconds per call of fn(): CUDA events around ``inner`` back-to-back calls, median of ``reps``.
-
-    Calls are enqueued back to back, as in a training step, so the GPU time is measured and not the
-    Python time between launches (which, with one call per event pair, would be counted as GPU time).
-    """
-    for _ in range(warmup):
-        fn()
-    stream = cp.cuda.get_current_stream()
-    times = []
-    for _ in range(reps):
-        a, b = cp.cuda.Event(), cp.cuda.Event()
-        a.record(stream)
-        for _ in range(inner):
-            fn()
-        b.record(stream)
-        b.synchronize()
-        times.append(cp.cuda.get_elapsed_time(a, b) / inner)
-    return statistics.median(times)
-
-
-def copy_gbps(nbytes=2 << 30):
-    src = cp.empty(nbytes // 4, cp.float32)
-    src[...] = 1.0
-    dst = cp.empty_like(src)
-    stream = cp.cuda.get_current_stream()
-
-    def run():
-        cp.cuda.runtime.memcpyAsync(dst.data.ptr, src.data.ptr, nbytes, cp.cuda.runtime.memcpyDeviceToDevice, stream.ptr)
-
-    ms = time_ms(run, warmup=10, reps=15)
-    del src, dst
-    return 2 * nbytes / (ms * 1e-3) / 1e9
-
-
 def make_inputs(dtype: str, D: int):
     """(M, x, gamma, beta, dy) for a benchmark shape: x of 256 MiB, seeded by D; CuPy arrays for
     float32, torch tensors for bfloat16 (CuPy has no bfloat16)."""
@@ -92,25 +57,6 @@ def make_inputs(dtype: str, D: int):
     if dtype != "float32":
         x, g, b, dy = (torch.from_dlpack(a).to(getattr(torch, dtype)) for a in (x, g, b, dy))
     return M, x, g, b, dy
-
-
-def reference64(x, gamma, beta, dy):
-    """float64 LayerNorm forward and backward on the GPU, rows shifted by their first element."""
-    x64 = x.astype(cp.float64)
-    d = x64 - x64[:, :1]
-    xc = d - d.mean(1, keepdims=True)
-    rstd = 1.0 / cp.sqrt((xc * xc).mean(1, keepdims=True) + EPS)
-    xh = xc * rstd
-    g64, b64, dy64 = gamma.astype(cp.float64), beta.astype(cp.float64), dy.astype(cp.float64)
-    y = xh * g64 + b64
-    g = dy64 * g64
-    dx = rstd * (g - g.mean(1, keepdims=True) - xh * (g * xh).mean(1, keepdims=True))
-    return y, dx, (dy64 * xh).sum(0), dy64.sum(0)
-
-
-def rel_err(a, ref):
-    a = cp.asarray(a).astype(cp.float64)
-    return float(cp.max(cp.abs(a - ref)) / cp.max(cp.abs(ref)))
 
 
 def as_cupy(t):

@@ -157,6 +157,17 @@ def test_layout_variants_against_long_double(poisoned, dtype, D, backward):
             assert cp.asnumpy(a).tobytes() == cp.asnumpy(b).tobytes(), cfg
 
 
+def test_quick_benchmark_checks_and_measures():
+    # the GPU chapter's live section
+    from lnlib.cuda import timing
+
+    res = timing.quick_benchmark(Ds=(256, 1024), mib=16)
+    assert res["copy_gbps"] > 10 and res["device"]
+    assert {(r["impl"], r["pass"]) for r in res["rows"]} >= {("lnlib", "forward"), ("lnlib", "backward")}
+    for r in res["rows"]:
+        assert r["max_rel_error"] < 2e-5 and r["gbps"] > 0 and r["percent_of_copy"] == pytest.approx(100 * r["gbps"] / res["copy_gbps"])
+
+
 def test_dgamma_dbeta_bitwise_deterministic():
     rng = np.random.default_rng(0)
     for M, D in [(4099, 256), (1000, 4096), (64, 65536)]:
