@@ -1,7 +1,8 @@
 """Compiling the CUDA sources and choosing a launch configuration for a row length.
 
 Nothing here needs a GPU except :func:`get_kernel` and the launchers: :func:`compile_cubin` runs
-NVRTC on the CPU, which is how CI checks that every kernel compiles for sm_75 and sm_90.
+NVRTC on the CPU (see :mod:`lnlib.cuda.nvrtc`), which is how CI checks that every kernel compiles for
+sm_70, sm_75 and sm_90, and reads the compiled code's registers, spills and instructions.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ ITEMSIZE = {"float32": 4, "float16": 2, "bfloat16": 2}
 # (backward) in registers; longer rows are split over a cluster of blocks (sm_90) or looped over.
 MAX_BYTES_PER_THREAD = 64  # of each array a thread keeps in registers: 16 float32 or 32 16-bit values
 MAX_TPR = 1024
+MAX_FLOATS_1024 = 32  # values a thread of a 1024-thread block can hold (x, or x and dy) without spilling
 SMEM_ACC_LIMIT = 160 * 1024  # dynamic shared memory for the backward's dgamma/dbeta accumulators
 
 
@@ -31,37 +33,39 @@ def source(name: str = "layernorm") -> str:
     return SOURCES[name].read_text()
 
 
-def _compile(name_expressions, arch: str, source_name: str, ptx: bool):
-    from cupy_backends.cuda.libs import nvrtc
+def _compile(name_expressions, arch: str, source_name: str, ptx: bool, verbose: bool = False):
+    from .nvrtc import nvrtc
 
-    prog = nvrtc.createProgram(source(source_name), f"{source_name}.cu", [], [])
-    try:
-        for n in name_expressions:
-            nvrtc.addNameExpression(prog, n)
-        try:
-            nvrtc.compileProgram(prog, [f"--gpu-architecture={arch}", *OPTIONS])
-        except Exception as exc:  # NVRTC's error carries no log: attach it
-            raise RuntimeError(f"NVRTC failed for {arch}:\n{nvrtc.getProgramLog(prog)}") from exc
-        if not ptx:
-            return nvrtc.getCUBIN(prog)
-        text = nvrtc.getPTX(prog)
-        text = (text.decode() if isinstance(text, bytes) else text).rstrip("\0")
-        return text, {n: nvrtc.getLoweredName(prog, n) for n in name_expressions}
-    finally:
-        nvrtc.destroyProgram(prog)
+    major = 12 if arch.endswith("_70") else 13  # NVRTC 13 no longer targets compute capability 7.0
+    options = [f"--gpu-architecture={arch}", *OPTIONS] + (["--ptxas-options=-v"] if verbose else [])
+    return nvrtc(major).compile(source(source_name), list(name_expressions), options, f"{source_name}.cu", ptx=ptx)
 
 
 def compile_cubin(name_expressions, arch: str = "sm_90", source_name: str = "layernorm") -> bytes:
     """Compile the named template instances with NVRTC (no GPU needed) and return the cubin.
 
-    Raises RuntimeError with NVRTC's log if compilation fails.
+    ``arch`` is ``sm_70`` (compiled with NVRTC 12) or ``sm_75`` and newer (NVRTC 13). Raises
+    RuntimeError with NVRTC's log if compilation fails.
     """
-    return _compile(name_expressions, arch, source_name, ptx=False)
+    return _compile(name_expressions, arch, source_name, ptx=False)[0]
+
+
+def compile_report(name_expressions, arch: str = "sm_90", source_name: str = "layernorm"):
+    """Compile as :func:`compile_cubin` and also say what the compiler made of each kernel.
+
+    Returns ``(cubin, usage)`` with ``usage[name] = {"registers", "stack", "spill_stores",
+    "spill_loads", "mangled"}`` for each name expression (from ptxas' verbose report).
+    """
+    from .nvrtc import ptxas_usage
+
+    cubin, lowered, log = _compile(name_expressions, arch, source_name, ptx=False, verbose=True)
+    by_mangled = ptxas_usage(log)
+    return cubin, {n: {**by_mangled[m], "mangled": m} for n, m in lowered.items()}
 
 
 def compile_ptx(name_expressions, arch: str = "compute_90", source_name: str = "layernorm") -> dict[str, str]:
     """The PTX of each named template instance (NVRTC, no GPU needed): ``{name: ptx text of its entry}``."""
-    text, lowered = _compile(name_expressions, arch, source_name, ptx=True)
+    text, lowered, _ = _compile(name_expressions, arch, source_name, ptx=True)
     entries = re.split(r"(?=^\.(?:visible|weak) \.entry )", text, flags=re.M)
     return {n: next(e for e in entries if e.split("(", 1)[0].endswith(" " + low)) for n, low in lowered.items()}
 
@@ -123,7 +127,12 @@ def choose(D: int, dtype: str, backward: bool, cc: int = 90, aligned: bool = Tru
     C = 1
     if not backward and s == 2 and TPR == MAX_TPR and 2 * N * VW * s <= MAX_BYTES_PER_THREAD:
         TPR, N = TPR // 2, 2 * N  # 16-bit forward: fewer threads with more each measured faster
-    if N * VW > cap:
+    # A 1024-thread block gets at most 64 registers a thread: where a thread would hold more values
+    # than these, the compiler spills them (found on the compiled code by tests/test_cuda_compile.py;
+    # scalar loads need more address registers, so the scalar forward is held to half)
+    held = N * VW * (2 if backward else 1)
+    spills = TPR == MAX_TPR and (held > MAX_FLOATS_1024 if VW > 1 else not backward and N > MAX_FLOATS_1024 // 2)
+    if N * VW > cap or spills:
         if cc < 90 or VW == 1:
             return RowConfig("looped")
         # split the row over a cluster of C blocks of 512 threads (measured: benchmarks/tune_long.py)
@@ -210,9 +219,9 @@ def variants(D: int, dtype: str, backward: bool, cc: int = 90) -> list[RowConfig
     return out
 
 
-def all_instances(cc: int = 90) -> list[str]:
+def all_instances(cc: int = 90, with_variants: bool = True) -> list[str]:
     """Every template instance the chooser can pick for D in 1..2**20 and the supported dtypes, and
-    the :func:`variants` measured at the benchmark's row lengths."""
+    (``with_variants``) the :func:`variants` measured at the benchmark's row lengths."""
     names = set()
     for dtype in CTYPE:
         names.update({f"ln_col_sum<{CTYPE[dtype]}>", f"ln_bwd_params_looped<{CTYPE[dtype]}>"})
@@ -223,7 +232,7 @@ def all_instances(cc: int = 90) -> list[str]:
                 names.add(forward_name(dtype, choose(D, dtype, False, cc, vector=vector)))
                 names.add(backward_name(dtype, choose(D, dtype, True, cc, vector=vector)))
         names.add(forward_name(dtype, choose(4096, dtype, False, cc), onepass=True))
-        for D in BENCH_D:
+        for D in BENCH_D if with_variants else ():
             names.update(forward_name(dtype, v) for v in variants(D, dtype, False, cc))
             names.update(backward_name(dtype, v) for v in variants(D, dtype, True, cc))
     return sorted(names)
