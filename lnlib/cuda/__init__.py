@@ -8,7 +8,9 @@ tensors (float32, float16, bfloat16)::
     dx, dgamma, dbeta = cuda.layer_norm_backward(dy, cache)
 
 The kernels' source is ``layernorm.cu`` beside this file (and ``versions.cu``, the book's earlier
-versions). Importing this module needs neither CuPy nor a GPU; calling it needs both.
+versions); ``kernels`` chooses a layout for each row length, ``nvrtc`` compiles and inspects the
+kernels without a GPU, ``timing`` measures them on one. Importing this module needs neither CuPy nor
+a GPU; calling it needs both.
 """
 
 from .api import LayerNormCudaCache, is_available, layer_norm_backward, layer_norm_forward
