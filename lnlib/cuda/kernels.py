@@ -205,6 +205,9 @@ def variants(D: int, dtype: str, backward: bool, cc: int = 90) -> list[RowConfig
     if backward:  # the backward's grid is persistent already
         out += [replace(base, bufs=2, keep=True)] if keep else []
     elif base.kind == "rows":
+        # keep without a persistent grid: gamma and beta are loaded with x, not after the reductions
+        # (the SASS of the default kernel shows them loaded, and waited for, just before y is stored)
+        out += [replace(base, bufs=2, keep=True)] if keep else []
         out.append(replace(base, bufs=2, keep=keep, blocks_per_sm=-1))
     else:
         out += [replace(base, merge=True), replace(base, bufs=2, merge=True),
