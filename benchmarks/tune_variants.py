@@ -5,9 +5,10 @@
 The variants (see RowConfig in lnlib/cuda/kernels.py): ``bufs=2`` alternates two reduction slots so a
 reduction needs one barrier instead of two; ``merge`` (cluster forward) combines the blocks' (mean,
 sum of squares) once per row instead of exchanging two sums; ``blocks_per_sm`` makes the forward's
-grid persistent (-1: as many blocks as are resident), and ``keep`` then loads gamma and beta once per
-block instead of once per row; a row split over a cluster of twice as many 512-thread blocks (fewer
-registers and shared-memory accumulators per block). Every variant is checked against a float64
+grid persistent (-1: as many blocks as are resident); ``keep`` loads gamma (and beta) once per block,
+with the first x, and keeps them in registers, instead of loading them in every row after the
+reductions (where the SASS shows each row waiting for them); a row split over a cluster of twice as
+many 512-thread blocks (fewer registers and shared-memory accumulators per block). Every variant is checked against a float64
 reference (and, backward, for bitwise-identical dgamma/dbeta over two runs) before it is timed, in the
 same run and on the same data as the chosen layout, at the shapes of benchmarks/gpu.py. Writes
 variants-<device>-<date>.json with provenance; the chooser changes only on such a measurement.
