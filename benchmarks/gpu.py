@@ -5,8 +5,8 @@
 Per shape (rows x D with x of 256 MiB, so every call moves at least 512 MiB), every implementation
 is first checked against a float64 reference computed on the GPU from the same inputs, then timed
 with CUDA events after warm-up (median of the timed calls). Bytes are the minimum each pass must
-move: forward 2*M*D*s + 8*M + 2*D*s, backward 3*M*D*s + 8*M + 3*D*s. The 100% line is a
-device-to-device cudaMemcpy measured (bytes read + written) at the start and at the end of the run.
+move (lnlib.cuda.timing.min_bytes): forward 2*M*D*s + 8*M + 2*D*s, backward 3*M*D*s + 8*M + 3*D*s.
+The 100% line is a device-to-device cudaMemcpy measured (bytes read + written) at the start and at the end of the run.
 Writes gpu-<device>-<date>.json with provenance; never edit it by hand.
 """
 
@@ -27,7 +27,8 @@ import cupy as cp  # noqa: E402
 
 from lnlib import cuda as lncuda  # noqa: E402
 from lnlib.cuda import versions  # noqa: E402
-from lnlib.cuda.timing import copy_gbps, reference64, rel_err, time_ms  # noqa: E402,F401 (also used by tune*.py)
+from lnlib.cuda.timing import (  # noqa: E402,F401 (also used by tune*.py)
+    copy_gbps, min_bytes, random_inputs, reference64, rel_err, time_ms, warm_up)
 
 try:
     import torch
@@ -47,13 +48,8 @@ EPS = 1e-5
 def make_inputs(dtype: str, D: int):
     """(M, x, gamma, beta, dy) for a benchmark shape: x of 256 MiB, seeded by D; CuPy arrays for
     float32, torch tensors for bfloat16 (CuPy has no bfloat16)."""
-    s = 4 if dtype == "float32" else 2
-    M = (256 << 20) // (D * s)
-    rng = cp.random.default_rng(D)
-    x = (rng.standard_normal((M, D), dtype=cp.float32) * 2 + 1.5).astype(cp.float32)
-    g = (1 + 0.5 * rng.standard_normal(D, dtype=cp.float32)).astype(cp.float32)
-    b = rng.standard_normal(D, dtype=cp.float32)
-    dy = rng.standard_normal((M, D), dtype=cp.float32)
+    M = (256 << 20) // (D * (4 if dtype == "float32" else 2))
+    x, g, b, dy = random_inputs(M, D, seed=D)
     if dtype != "float32":
         x, g, b, dy = (torch.from_dlpack(a).to(getattr(torch, dtype)) for a in (x, g, b, dy))
     return M, x, g, b, dy
@@ -125,11 +121,7 @@ def main():
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
 
-    # warm the GPU so the first copy measurement is not taken at idle clocks
-    warm = cp.random.standard_normal((1 << 27,), dtype=cp.float32)
-    for _ in range(20):
-        warm *= 1.0001
-    del warm
+    warm_up()
     copy_start = copy_gbps()
     print(f"copy: {copy_start:.0f} GB/s")
     rows = []
@@ -144,13 +136,11 @@ def main():
             # the reference is computed from the values each implementation actually receives
             xs, gs, bs, dys = (as_cupy(a) for a in (x, g, b, dy))
             ref = reference64(xs, gs, bs, dys)
-            fwd_bytes = 2 * M * D * s + 8 * M + 2 * D * s
-            bwd_bytes = 3 * M * D * s + 8 * M + 3 * D * s
 
             def record(impl, pas, fn, check):
                 err = check()
                 ms = time_ms(fn, reps=reps)
-                nbytes = fwd_bytes if pas == "forward" else bwd_bytes
+                nbytes = min_bytes(M, D, s, pas == "backward")
                 row = {"impl": impl, "pass": pas, "dtype": dtype, "rows": M, "cols": D, "seconds": ms * 1e-3,
                        "bytes": nbytes, "gbps": nbytes / (ms * 1e-3) / 1e9, "max_rel_error": err}
                 rows.append(row)

@@ -13,7 +13,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import cupy as cp  # noqa: E402
 
-from benchmarks.gpu import copy_gbps, time_ms  # noqa: E402
+from benchmarks.gpu import copy_gbps, make_inputs, min_bytes, time_ms  # noqa: E402
 from lnlib import cuda as lncuda  # noqa: E402
 from lnlib.cuda import kernels as K  # noqa: E402
 
@@ -50,37 +50,29 @@ def main():
     ap.add_argument("--dtypes", default="float32,bfloat16")
     ap.add_argument("--D", default="256,1024,4096,8192,16384,65536")
     args = ap.parse_args()
-    import torch
-
     copy = copy_gbps()
     print(f"copy {copy:.0f} GB/s")
     for dtype in args.dtypes.split(","):
         s = 4 if dtype == "float32" else 2
         for D in map(int, args.D.split(",")):
-            M = (256 << 20) // (D * s)
-            x = cp.random.standard_normal((M, D), dtype=cp.float32) + 1
-            dy = cp.random.standard_normal((M, D), dtype=cp.float32)
-            g = cp.random.standard_normal(D, dtype=cp.float32)
-            if dtype != "float32":
-                x, dy, g = (torch.from_dlpack(a).to(getattr(torch, dtype)) for a in (x, dy, g))
-            _, cache = lncuda.layer_norm_forward(x, g, g)
+            M, x, g, b, dy = make_inputs(dtype, D)
+            _, cache = lncuda.layer_norm_forward(x, g, b)
             for backward in (False, True):
-                nbytes = (3 if backward else 2) * M * D * s
+                nbytes = min_bytes(M, D, s, backward)
                 for cfg in candidates(D, dtype, backward):
                     try:
                         if backward:
                             fn = lambda: lncuda.layer_norm_backward(dy, cache, _config=cfg)  # noqa: E731
-                            name = K.backward_name(dtype, cfg)
                         else:
-                            fn = lambda: lncuda.layer_norm_forward(x, g, g, _config=cfg)  # noqa: E731
-                            name = K.forward_name(dtype, cfg)
+                            fn = lambda: lncuda.layer_norm_forward(x, g, b, _config=cfg)  # noqa: E731
+                        name = K.kernel_name(dtype, cfg, backward)
                         ms = time_ms(fn, warmup=3, reps=5)
                         kern = K.get_kernel(name)
                         print(f"{dtype:8s} D={D:6d} {'bwd' if backward else 'fwd'} {100 * nbytes / (ms * 1e-3) / 1e9 / copy:5.1f}%"
                               f"  regs {kern.num_regs:3d} spill {kern.local_size_bytes:3d}  {name}", flush=True)
                     except Exception as exc:  # a layout that does not launch is just not a candidate
                         print(f"{dtype} D={D} {cfg}: {type(exc).__name__}: {str(exc)[:120]}")
-            del x, dy, g, cache
+            del x, dy, g, b, cache
             cp.get_default_memory_pool().free_all_blocks()
 
 

@@ -3,7 +3,6 @@
     python benchmarks/tune_long.py
 """
 
-import dataclasses
 import math
 import sys
 from pathlib import Path
@@ -12,47 +11,40 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import cupy as cp  # noqa: E402
 
-from benchmarks.gpu import copy_gbps, time_ms  # noqa: E402
+from benchmarks.gpu import copy_gbps, make_inputs, min_bytes, time_ms  # noqa: E402
 from lnlib import cuda as lncuda  # noqa: E402
 from lnlib.cuda import kernels as K  # noqa: E402
 
 
 def main():
-    import torch
-
     copy = copy_gbps()
     print(f"copy {copy:.0f} GB/s")
     for dtype, D in [("float32", 16384), ("float32", 65536), ("bfloat16", 16384), ("bfloat16", 65536)]:
         s = 4 if dtype == "float32" else 2
-        M = (256 << 20) // (D * s)
-        x = cp.random.standard_normal((M, D), dtype=cp.float32) + 1
-        dy = cp.random.standard_normal((M, D), dtype=cp.float32)
-        g = cp.random.standard_normal(D, dtype=cp.float32)
-        if dtype != "float32":
-            x, dy, g = (torch.from_dlpack(a).to(torch.bfloat16) for a in (x, dy, g))
-        _, cache = lncuda.layer_norm_forward(x, g, g)
+        M, x, g, b, dy = make_inputs(dtype, D)
+        _, cache = lncuda.layer_norm_forward(x, g, b)
         VW = 16 // s
         for backward in (False, True):
-            nbytes = (3 if backward else 2) * M * D * s
+            nbytes = min_bytes(M, D, s, backward)
             for C in (1, 2, 4, 8):
                 for TPR in (256, 512, 1024):
                     N = math.ceil(D // VW / C / TPR)
                     if N * VW * s > 64 or (backward and 2 * (D // C) * 4 > K.SMEM_ACC_LIMIT):
                         continue
                     cfg = K.RowConfig("cluster" if C > 1 else "rows", VW, N, TPR, 1, C, acc_regs=False)
-                    name = K.backward_name(dtype, cfg) if backward else K.forward_name(dtype, cfg)
+                    name = K.kernel_name(dtype, cfg, backward)
                     try:
                         if backward:
                             fn = lambda: lncuda.layer_norm_backward(dy, cache, _config=cfg)  # noqa: E731
                         else:
-                            fn = lambda: lncuda.layer_norm_forward(x, g, g, _config=cfg)  # noqa: E731
+                            fn = lambda: lncuda.layer_norm_forward(x, g, b, _config=cfg)  # noqa: E731
                         ms = time_ms(fn, warmup=2, reps=5)
                         kern = K.get_kernel(name)
                         print(f"{dtype:8s} D={D:6d} {'bwd' if backward else 'fwd'} {100 * nbytes / (ms * 1e-3) / 1e9 / copy:5.1f}%"
                               f"  regs {kern.num_regs:3d} spill {kern.local_size_bytes:3d}  {name}", flush=True)
                     except Exception as exc:
                         print(f"{name}: {type(exc).__name__}: {str(exc)[:100]}", flush=True)
-        del x, dy, g, cache
+        del x, dy, g, b, cache
         cp.get_default_memory_pool().free_all_blocks()
 
 

@@ -26,7 +26,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import cupy as cp  # noqa: E402
 
-from benchmarks.gpu import EPS, as_cupy, copy_gbps, make_inputs, provenance, reference64, rel_err, time_ms  # noqa: E402
+from benchmarks.gpu import (  # noqa: E402
+    EPS, as_cupy, copy_gbps, make_inputs, min_bytes, provenance, reference64, rel_err, time_ms, warm_up)
 from lnlib import cuda as lncuda  # noqa: E402
 from lnlib.cuda import api  # noqa: E402
 from lnlib.cuda import kernels as K  # noqa: E402
@@ -52,10 +53,7 @@ def main():
     ap.add_argument("--D", default=",".join(map(str, K.BENCH_D)))
     ap.add_argument("--reps", type=int, default=10)
     args = ap.parse_args()
-    warm = cp.random.standard_normal((1 << 27,), dtype=cp.float32)
-    for _ in range(20):
-        warm *= 1.0001
-    del warm
+    warm_up()
     copy = copy_gbps()
     print(f"copy {copy:.0f} GB/s", flush=True)
     cc = api._cc(cp.cuda.Device().id)
@@ -70,9 +68,9 @@ def main():
             ref = reference64(*(as_cupy(a) for a in (x, g, b, dy)))
             _, cache = lncuda.layer_norm_forward(x, g, b, EPS)
             for backward in (False, True):
-                nbytes = 3 * M * D * s + 8 * M + 3 * D * s if backward else 2 * M * D * s + 8 * M + 2 * D * s
+                nbytes = min_bytes(M, D, s, backward)
                 for i, cfg in enumerate(K.variants(D, dtype, backward, cc)):
-                    name = K.backward_name(dtype, cfg) if backward else K.forward_name(dtype, cfg)
+                    name = K.kernel_name(dtype, cfg, backward)
                     row = {"dtype": dtype, "rows": M, "cols": D, "pass": "backward" if backward else "forward",
                            "name": name, "config": label(cfg), "chosen": i == 0, "bytes": nbytes}
                     try:

@@ -66,8 +66,8 @@ def test_vector_kernels_use_16_byte_loads_and_stores():
             for backward in (False, True):
                 for vector in (True, False):
                     cfg = K.choose(D, dtype, backward, 90, vector=vector)
-                    name = (K.backward_name if backward else K.forward_name)(dtype, cfg)
-                    ops = [i.split()[1] if i.startswith("@") else i.split()[0] for i in code[usage[name]["mangled"]]]
+                    name = K.kernel_name(dtype, cfg, backward)
+                    ops = [nvrtc.opcode(i) for i in code[usage[name]["mangled"]]]
                     wide = sum(op.startswith(("LDG.E.128", "STG.E.128")) for op in ops)
                     assert (wide > 0) == vector, (name, wide)
 

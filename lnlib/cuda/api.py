@@ -208,7 +208,8 @@ def layer_norm_forward(x, gamma=None, beta=None, eps=1e-5, *, _config=None, _one
             cc = _cc(xt.device)
             aligned = all(t is None or t.ptr % 16 == 0 for t in (xt, gt, bt, y))
             cfg = _config or K.choose(D, xt.dtype, False, cc, aligned)
-            kernel = K.get_kernel(K.forward_name(xt.dtype, cfg, _onepass))
+            name = K.forward_name(xt.dtype, cfg, _onepass)
+            kernel = K.get_kernel(name)
             sms = _sm_count(xt.device)
             if cfg.kind == "looped":
                 grid = min(M, sms * 8)
@@ -217,7 +218,7 @@ def layer_norm_forward(x, gamma=None, beta=None, eps=1e-5, *, _config=None, _one
                 if cfg.blocks_per_sm > 0:  # a persistent grid instead: rows visited with a stride
                     grid = min(grid, max(1, sms * cfg.blocks_per_sm // cfg.C) * cfg.C)
                 elif cfg.blocks_per_sm < 0:  # as many blocks as are resident at once
-                    resident = _persistent_grid(K.forward_name(xt.dtype, cfg, _onepass), cfg.threads, 0, sms)
+                    resident = _persistent_grid(name, cfg.threads, 0, sms)
                     grid = min(grid, max(1, resident // cfg.C) * cfg.C)
             kernel((grid,), (cfg.threads,),
                    (_p(xt), _p(gt), _p(bt), _p(y), _p(mean_shift), _p(rstd), np.int32(M), np.int32(D), np.float32(eps)),

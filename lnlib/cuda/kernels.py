@@ -184,9 +184,15 @@ def backward_name(dtype: str, cfg: RowConfig) -> str:
     if cfg.kind == "looped":
         return f"ln_bwd_looped<{t}, 1024>"
     acc = "true" if cfg.acc_regs else "false"
+    tail = _tail((cfg.bufs, 1), (cfg.keep, False))
     if cfg.kind == "cluster":
-        return f"ln_bwd_cluster<{t}, {cfg.VW}, {cfg.N}, {cfg.TPR}, {cfg.C}, {acc}{_tail((cfg.bufs, 1), (cfg.keep, False))}>"
-    return f"ln_bwd<{t}, {cfg.VW}, {cfg.N}, {cfg.TPR}, {cfg.RPB}, {acc}{_tail((cfg.bufs, 1), (cfg.keep, False))}>"
+        return f"ln_bwd_cluster<{t}, {cfg.VW}, {cfg.N}, {cfg.TPR}, {cfg.C}, {acc}{tail}>"
+    return f"ln_bwd<{t}, {cfg.VW}, {cfg.N}, {cfg.TPR}, {cfg.RPB}, {acc}{tail}>"
+
+
+def kernel_name(dtype: str, cfg: RowConfig, backward: bool) -> str:
+    """The template instance that runs ``cfg``: :func:`backward_name` or :func:`forward_name`."""
+    return backward_name(dtype, cfg) if backward else forward_name(dtype, cfg)
 
 
 #: the benchmark's row lengths, where the variants are measured
@@ -232,10 +238,10 @@ def all_instances(cc: int = 90, with_variants: bool = True) -> list[str]:
         Ds |= {100, 250, 300, 1000, 100003}
         for D in sorted(Ds):
             for vector in (True, False):
-                names.add(forward_name(dtype, choose(D, dtype, False, cc, vector=vector)))
-                names.add(backward_name(dtype, choose(D, dtype, True, cc, vector=vector)))
+                for backward in (False, True):
+                    names.add(kernel_name(dtype, choose(D, dtype, backward, cc, vector=vector), backward))
         names.add(forward_name(dtype, choose(4096, dtype, False, cc), onepass=True))
         for D in BENCH_D if with_variants else ():
-            names.update(forward_name(dtype, v) for v in variants(D, dtype, False, cc))
-            names.update(backward_name(dtype, v) for v in variants(D, dtype, True, cc))
+            for backward in (False, True):
+                names.update(kernel_name(dtype, v, backward) for v in variants(D, dtype, backward, cc))
     return sorted(names)

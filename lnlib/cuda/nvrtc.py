@@ -21,7 +21,7 @@ import re
 import subprocess
 from pathlib import Path
 
-__all__ = ["Nvrtc", "find_library", "find_tool", "ptxas_usage", "sass"]
+__all__ = ["Nvrtc", "find_library", "find_tool", "ptxas_usage", "sass", "opcode"]
 
 
 def _namespace_dirs(package: str) -> list[Path]:
@@ -160,6 +160,12 @@ def ptxas_usage(log: str) -> dict[str, dict[str, int]]:
         if m and cur is not None:
             cur["registers"] = int(m.group(1))
     return usage
+
+
+def opcode(instruction: str) -> str:
+    """The opcode of one SASS instruction, without its predicate: ``"@P0 LDG.E.128 R4, ..."`` -> ``"LDG.E.128"``."""
+    words = instruction.split()
+    return words[1] if words[0].startswith("@") else words[0]
 
 
 def sass(cubin: bytes) -> dict[str, list[str]]:

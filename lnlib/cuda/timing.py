@@ -8,9 +8,41 @@ from __future__ import annotations
 
 import statistics
 
-__all__ = ["time_ms", "copy_gbps", "reference64", "rel_err", "quick_benchmark"]
+__all__ = ["min_bytes", "warm_up", "random_inputs", "time_ms", "copy_gbps", "reference64", "rel_err", "quick_benchmark"]
 
 EPS = 1e-5
+
+
+def min_bytes(M: int, D: int, itemsize: int, backward: bool) -> int:
+    """The fewest bytes a pass over M rows of D elements must move, the numerator of every GB/s here.
+
+    Forward: read x, write y (2MDs), the saved mean and rstd (8 bytes a row), gamma and beta (2Ds).
+    Backward: read x and dy, write dx (3MDs), the statistics, gamma, and write dgamma and dbeta (3Ds).
+    """
+    k = 3 if backward else 2
+    return k * M * D * itemsize + 8 * M + k * D * itemsize
+
+
+def warm_up():
+    """A few hundred milliseconds of GPU work, so that a first measurement is not taken at idle clocks."""
+    import cupy as cp
+
+    warm = cp.random.standard_normal((1 << 27,), dtype=cp.float32)
+    for _ in range(20):
+        warm *= 1.0001
+    del warm
+
+
+def random_inputs(M: int, D: int, seed: int):
+    """float32 CuPy ``(x, gamma, beta, dy)``: x of mean 1.5 and spread 2, gamma about 1, the benchmark's data."""
+    import cupy as cp
+
+    rng = cp.random.default_rng(seed)
+    x = (rng.standard_normal((M, D), dtype=cp.float32) * 2 + 1.5).astype(cp.float32)
+    gamma = (1 + 0.5 * rng.standard_normal(D, dtype=cp.float32)).astype(cp.float32)
+    beta = rng.standard_normal(D, dtype=cp.float32)
+    dy = rng.standard_normal((M, D), dtype=cp.float32)
+    return x, gamma, beta, dy
 
 
 def time_ms(fn, warmup: int = 5, reps: int = 15, inner: int = 10) -> float:
@@ -83,8 +115,8 @@ def quick_benchmark(Ds=(1024, 4096, 16384), mib: int = 64, with_torch: bool = Tr
     """A short live run on this GPU: lnlib (and PyTorch eager, if CUDA PyTorch is installed), float32.
 
     Each shape has an x of ``mib`` MiB; every output is checked against :func:`reference64` before it
-    is timed with :func:`time_ms`; bandwidth counts the minimum bytes of each pass, as in
-    ``benchmarks/gpu.py``, against :func:`copy_gbps` measured in the same run.
+    is timed with :func:`time_ms`; bandwidth counts :func:`min_bytes`, as ``benchmarks/gpu.py`` does,
+    against :func:`copy_gbps` measured in the same run.
 
     Returns
     -------
@@ -115,13 +147,8 @@ def quick_benchmark(Ds=(1024, 4096, 16384), mib: int = 64, with_torch: bool = Tr
     rows = []
     for D in Ds:
         M = max(1, (mib << 20) // (4 * D))
-        rng = cp.random.default_rng(seed + D)
-        x = rng.standard_normal((M, D), dtype=cp.float32) * 2 + 1.5
-        gamma = (1 + 0.5 * rng.standard_normal(D, dtype=cp.float32)).astype(cp.float32)
-        beta = rng.standard_normal(D, dtype=cp.float32)
-        dy = rng.standard_normal((M, D), dtype=cp.float32)
+        x, gamma, beta, dy = random_inputs(M, D, seed + D)
         ref = reference64(x, gamma, beta, dy)
-        nbytes = {"forward": 2 * M * D * 4 + 8 * M + 2 * D * 4, "backward": 3 * M * D * 4 + 8 * M + 3 * D * 4}
         impls = {}
         _, cache = api.layer_norm_forward(x, gamma, beta, EPS)
         impls["lnlib"] = (lambda: api.layer_norm_forward(x, gamma, beta, EPS)[0],
@@ -142,7 +169,7 @@ def quick_benchmark(Ds=(1024, 4096, 16384), mib: int = 64, with_torch: bool = Tr
                 if not err < 2e-5:
                     raise ValueError(f"{impl} {pas} at D = {D} is {err:.1e} from the float64 reference")
                 ms = time_ms(fn, reps=7)
-                gbps = nbytes[pas] / (ms * 1e-3) / 1e9
+                gbps = min_bytes(M, D, 4, pas == "backward") / (ms * 1e-3) / 1e9
                 rows.append({"impl": impl, "pass": pas, "rows": M, "cols": D, "gbps": gbps,
                              "percent_of_copy": 100 * gbps / copy, "max_rel_error": err})
         del x, dy, ref, cache, impls
