@@ -45,18 +45,117 @@ def style_for(i: int) -> dict:
     return {"color": PALETTE[i % len(PALETTE)], "marker": MARKERS[i % len(MARKERS)]}
 
 
-def check_figure(fig) -> None:
-    """Raise ValueError unless every axes with data has labelled x and y axes and the figure is opaque."""
+#: width of the book's text column in CSS pixels: a figure wider than this is scaled down to it
+COLUMN_PX = 690
+#: smallest type a reader should have to read, in points as the browser shows them (96 CSS px per inch)
+MIN_POINTS = 8.0
+
+
+def shown_scale(fig, column_px: float = COLUMN_PX) -> float:
+    """Points on the page per point in the figure, once the PNG is shown in the text column.
+
+    The PNG is ``width_in * dpi`` pixels wide and is shown at that many CSS pixels, or scaled down to
+    the column if wider; a CSS pixel is 1/96 inch, so ``s`` points in the figure show as
+    ``s * dpi/96 * min(1, column_px/(width_in*dpi))`` points.
+    """
+    dpi = matplotlib.rcParams["savefig.dpi"]
+    dpi = fig.dpi if dpi == "figure" else float(dpi)
+    width_px = fig.get_figwidth() * dpi
+    return dpi / 96.0 * min(1.0, column_px / width_px)
+
+
+def _texts(fig):
+    """Every visible, non-empty text of a drawn figure (tick labels outside the view are skipped)."""
+    from matplotlib.text import Text
+
+    for t in fig.findobj(Text):
+        if t.get_visible() and t.get_text().strip() and t.figure is fig:
+            yield t
+
+
+def readable(fig, column_px: float = COLUMN_PX) -> None:
+    """Raise every text of ``fig`` to the smallest size that shows as :data:`MIN_POINTS` in the column.
+
+    Call it before ``tight_layout``: a wide multi-panel figure keeps its layout and gets larger type.
+    """
+    need = MIN_POINTS / shown_scale(fig, column_px) + 1e-9
+    for ax in fig.axes:
+        for axis in (ax.xaxis, ax.yaxis):
+            for which in ("major", "minor"):
+                ticks = axis.get_major_ticks() if which == "major" else axis.get_minor_ticks()
+                size = ticks[0].label1.get_fontsize() if ticks else matplotlib.rcParams["xtick.labelsize"]
+                if isinstance(size, str) or size < need:
+                    axis.set_tick_params(which=which, labelsize=need)
+    fig.canvas.draw()
+    for t in _texts(fig):
+        if t.get_fontsize() < need:
+            t.set_fontsize(need)
+
+
+def finish(fig, column_px: float = COLUMN_PX) -> None:
+    """Make ``fig`` readable at the column width, lay it out, and check it (:func:`check_figure`)."""
+    readable(fig, column_px)
+    fig.tight_layout()
+    check_figure(fig, column_px)
+
+
+def check_figure(fig, column_px: float = COLUMN_PX) -> None:
+    """Raise ValueError unless ``fig`` is readable where the book shows it.
+
+    Checked: an opaque background; every axes with data has x and y labels (a heat map may label its
+    rows with tick labels instead); every text shows at :data:`MIN_POINTS` or more once the figure is
+    scaled to the ``column_px`` text column; a log axis shows at least two labelled ticks; tick labels
+    do not overlap; no legend covers a data point of its axes.
+    """
+    import numpy as np
+
     if fig.patch.get_alpha() not in (None, 1.0) or fig.get_facecolor()[3] < 1.0:
         raise ValueError("figure background must be opaque")
+    fig.canvas.draw()
+    scale = shown_scale(fig, column_px)
+    for t in _texts(fig):
+        shown = t.get_fontsize() * scale
+        if shown < MIN_POINTS - 1e-6:
+            raise ValueError(
+                f"text {t.get_text()[:30]!r} shows at {shown:.1f} pt at the {column_px}-px column, "
+                f"below {MIN_POINTS} pt: make the figure narrower or its type larger (plotting.readable)"
+            )
+    renderer = fig.canvas.get_renderer()
     for ax in fig.axes:
-        if not (ax.lines or ax.collections or ax.images or ax.patches):
-            continue
-        if getattr(ax, "_colorbar", None) is not None or ax.get_label() == "<colorbar>":
-            continue
-        if not ax.get_xlabel() and not ax.get_xticklabels():
-            raise ValueError(f"axes {ax.get_title()!r} has no x label")
-        if not ax.get_ylabel() and ax.get_yaxis().get_visible() and ax.get_yticks().size:
-            if ax.images:  # a heat map labels its rows with tick labels
+        is_colorbar = getattr(ax, "_colorbar", None) is not None or ax.get_label() == "<colorbar>"
+        has_data = bool(ax.lines or ax.collections or ax.images or ax.patches)
+        if has_data and not is_colorbar:
+            if not ax.get_xlabel() and not ax.get_xticklabels():
+                raise ValueError(f"axes {ax.get_title()!r} has no x label")
+            if not ax.get_ylabel() and ax.get_yaxis().get_visible() and ax.get_yticks().size:
+                if not ax.images:  # a heat map labels its rows with tick labels
+                    raise ValueError(f"axes {ax.get_title()!r} has no y label")
+        for name, axis in (("x", ax.xaxis), ("y", ax.yaxis)):
+            if not axis.get_visible():
                 continue
-            raise ValueError(f"axes {ax.get_title()!r} has no y label")
+            lo, hi = sorted(ax.get_xlim() if name == "x" else ax.get_ylim())
+            shown_labels = [
+                tick.label1
+                for tick, loc in zip(axis.get_major_ticks(), axis.get_majorticklocs())
+                if lo <= loc <= hi and tick.label1.get_visible() and tick.label1.get_text().strip()
+            ]
+            if axis.get_scale() == "log" and has_data and len(shown_labels) < 2:
+                raise ValueError(f"axes {ax.get_title()!r}: the log {name} axis has fewer than two labelled ticks")
+            boxes = sorted((lab.get_window_extent(renderer) for lab in shown_labels), key=lambda b: (b.x0, b.y0))
+            for a, b in zip(boxes, boxes[1:]):
+                if a.overlaps(b) and a.intersection(a, b).width > 1 and a.intersection(a, b).height > 1:
+                    raise ValueError(f"axes {ax.get_title()!r}: {name} tick labels overlap")
+        legend = ax.get_legend()
+        if legend is not None and legend.get_visible():
+            box = legend.get_window_extent(renderer)
+            points = [line.get_xydata() for line in ax.lines if line.get_visible() and len(line.get_xydata())]
+            points += [c.get_offsets() for c in ax.collections if c.get_visible() and len(c.get_offsets())]
+            for xy in points:
+                xy = np.asarray(xy, dtype=float)
+                xy = xy[np.all(np.isfinite(xy), axis=1)]
+                if not len(xy):
+                    continue
+                disp = ax.transData.transform(xy)
+                inside = (disp[:, 0] > box.x0) & (disp[:, 0] < box.x1) & (disp[:, 1] > box.y0) & (disp[:, 1] < box.y1)
+                if inside.any():
+                    raise ValueError(f"axes {ax.get_title()!r}: the legend covers {int(inside.sum())} data point(s)")

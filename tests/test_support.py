@@ -1,4 +1,4 @@
-"""The book's support modules: plotting style, cost measurement, the seed-style comparison code."""
+"""The book's support modules: plotting style, cost measurement, the typical online version kept for comparison."""
 
 import matplotlib
 
@@ -7,7 +7,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
-from lnlib import bench, layer_norm_backward, layer_norm_forward, plotting, seed_style  # noqa: E402
+from lnlib import bench, layer_norm_backward, layer_norm_forward, plotting, typical  # noqa: E402
 from lnlib.oracle import max_rel_error  # noqa: E402
 
 
@@ -50,13 +50,46 @@ def test_bench_time_is_positive_and_ordered():
     assert 0 < bench.time_call(np.sum, a, repeat=3) < bench.time_call(np.sum, b, repeat=3)
 
 
-def test_seed_style_matches_lnlib_but_keeps_a_fat_cache(rng):
+def test_typical_matches_lnlib_but_keeps_a_fat_cache(rng):
     x = rng.standard_normal((2, 3, 16))
     gamma, beta, dy = rng.standard_normal(16), rng.standard_normal(16), rng.standard_normal(x.shape)
-    y, cache = seed_style.forward(x, gamma, beta, eps=1e-5)
+    y, cache = typical.forward(x, gamma, beta, eps=1e-5)
     y2, c2 = layer_norm_forward(x, gamma, beta)
     assert max_rel_error(y, y2) < 1e-14
-    for a, b in zip(seed_style.backward(dy, cache), layer_norm_backward(dy, c2)):
+    for a, b in zip(typical.backward(dy, cache), layer_norm_backward(dy, c2)):
         assert max_rel_error(a, b) < 1e-13
     assert len(cache) == 12
-    assert seed_style.cache_nbytes(cache) > 2 * c2.nbytes
+    assert typical.cache_nbytes(cache) > 2 * c2.nbytes
+
+
+def test_check_figure_rejects_small_type_and_a_legend_on_the_data():
+    plotting.use_style()
+    fig, ax = plt.subplots(figsize=(14, 3))  # 10-pt labels shrink below 8 pt in a 690-px column
+    ax.plot([1, 2], [3, 4], label="a")
+    ax.set_xlabel("x")
+    ax.set_ylabel("y")
+    with pytest.raises(ValueError, match="below 8"):
+        plotting.check_figure(fig)
+    plotting.finish(fig)  # raises the type to the minimum, then passes
+    plt.close(fig)
+
+    fig, ax = plt.subplots()
+    ax.plot(np.linspace(0, 1, 50), np.linspace(0, 1, 50), label="diagonal", marker="o")
+    ax.set_xlabel("x")
+    ax.set_ylabel("y")
+    ax.legend(loc="center")
+    with pytest.raises(ValueError, match="legend covers"):
+        plotting.check_figure(fig)
+    plt.close(fig)
+
+
+def test_check_figure_rejects_a_log_axis_without_labels():
+    plotting.use_style()
+    fig, ax = plt.subplots()
+    ax.semilogy([1, 2], [2.0, 3.0])
+    ax.set_xlabel("x")
+    ax.set_ylabel("y")
+    ax.yaxis.set_major_formatter(matplotlib.ticker.NullFormatter())
+    with pytest.raises(ValueError, match="fewer than two labelled ticks"):
+        plotting.check_figure(fig)
+    plt.close(fig)

@@ -1,8 +1,10 @@
-"""The LayerNorm of the seed code, rewritten to show its habits side by side with lnlib's.
+"""A typical NumPy LayerNorm as found in tutorials and blog posts, kept to compare against.
 
-Kept for comparison only (the cache audit in chapter 4 and the accuracy leaderboard): it computes in
-the dtype of its input with a plain mean, uses eps = 1e-8 by default (PyTorch uses 1e-5) and keeps a
-twelve-entry cache dictionary of which the backward needs three.
+It is correct in exact arithmetic, and it shows three habits common in code found online: it
+computes in the dtype of its input with a plain mean, uses ``eps = 1e-8`` by default (PyTorch uses
+1e-5), and keeps a twelve-entry cache dictionary of which the backward reads three. The book uses it
+in the cache audit (chapter 4), the edge cases (chapter 7) and the accuracy leaderboard (chapter 9).
+Do not use it for anything else: :func:`lnlib.layer_norm_forward` is the implementation to use.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ DEFAULT_EPS = 1e-8
 
 
 def forward(x, gamma, beta, eps=DEFAULT_EPS):
-    """The seed's forward: ``y = gamma (x - mean)/sqrt(var + eps) + beta`` with a fat cache."""
+    """The typical forward: ``y = gamma (x - mean)/sqrt(var + eps) + beta`` with a fat cache."""
     B, T, D = x.shape
     mean = np.mean(x, axis=-1, keepdims=True)
     x_centered = x - mean
@@ -27,7 +29,7 @@ def forward(x, gamma, beta, eps=DEFAULT_EPS):
 
 
 def backward(dy, cache):
-    """The seed's backward: ``dx = (dz - mean(dz) - x_norm mean(dz x_norm)) / std`` with dz = dy gamma."""
+    """The typical backward: ``dx = (dz - mean(dz) - x_norm mean(dz x_norm)) / std`` with dz = dy gamma."""
     x_norm, std, gamma = cache["x_norm"], cache["std"], cache["gamma"]
     dgamma = np.sum(dy * x_norm, axis=(0, 1))
     dbeta = np.sum(dy, axis=(0, 1))
@@ -37,5 +39,5 @@ def backward(dy, cache):
 
 
 def cache_nbytes(cache) -> int:
-    """Bytes held by the arrays in a seed-style cache (the scalars are not counted)."""
+    """Bytes held by the arrays in a typical cache (the scalars are not counted)."""
     return sum(v.nbytes for v in cache.values() if isinstance(v, np.ndarray))
