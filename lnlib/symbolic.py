@@ -18,7 +18,10 @@ from functools import lru_cache
 
 import sympy as sp
 
-__all__ = ["Row", "row", "jacobian", "compact_jacobian", "projection_jacobian", "prove", "equal", "latex"]
+__all__ = [
+    "Row", "row", "jacobian", "compact_jacobian", "projection_jacobian", "prove", "equal",
+    "identically_zero", "latex",
+]
 
 
 class Row:
@@ -69,11 +72,48 @@ def projection_jacobian(D: int) -> sp.Matrix:
     return r.rstd * sp.diag(*r.gamma) * P
 
 
+def identically_zero(expr, D: int) -> bool:
+    r"""True if ``expr``, written in ``row(D)``'s symbols, is zero for every real x, gamma, dy and eps > 0.
+
+    Every expression the book derives is a polynomial in x, gamma (and dy) times powers of
+    :math:`(\sigma^2+\varepsilon)^{-1/2}`. Renaming :math:`\sigma^2+\varepsilon` to :math:`s^2`, with
+    ``s`` a free positive symbol, and multiplying by :math:`s^7` leaves a polynomial, which
+    ``expand`` decides exactly. The identity then holds for every ``s``, in particular for
+    :math:`s = \sqrt{\sigma^2+\varepsilon}`: a proof, not a check at sample points.
+
+    Parameters
+    ----------
+    expr : sympy.Expr
+        An expression in the symbols of :func:`row` ``(D)`` and any other real symbols.
+    D : int
+        The row length whose symbols ``expr`` uses.
+
+    Returns
+    -------
+    bool
+
+    Examples
+    --------
+    >>> import sympy as sp
+    >>> r = row(3)
+    >>> identically_zero(sum(r.x) - 3 * r.mu, 3)  # the deviations from the mean sum to zero
+    True
+    >>> identically_zero(sp.diff(r.rstd, r.x[0]) + r.rstd**3 * (r.x[0] - r.mu) / 3, 3)
+    True
+    >>> identically_zero(sp.diff(r.rstd, r.x[0]), 3)
+    False
+    """
+    r = row(D)
+    s = sp.Symbol("s", positive=True)
+    # rename the base before expanding, which would otherwise multiply out sigma^2 inside the power
+    e = expr.xreplace({r.var + r.eps: s**2})
+    # an eps left outside a power (as in eps * rstd**2) is s**2 - sigma^2
+    e = e.xreplace({r.eps: s**2 - r.var})
+    return sp.expand(e * s**7) == 0
+
+
 def _is_zero(expr, r: Row) -> bool:
-    # Every entry is a polynomial in x and gamma times powers of (var + eps)^(-1/2). Renaming that
-    # base s**2 with s a free positive symbol and clearing the denominator s**3 leaves a polynomial,
-    # which expand() decides exactly. The identity then holds for every s, in particular for
-    # s = sqrt(var + eps): a proof, with no use of the relation between s and x.
+    # See identically_zero: s**3 clears every denominator of a Jacobian entry.
     s = sp.Symbol("s", positive=True)
     e = sp.expand(expr.xreplace({r.var + r.eps: s**2}) * s**3)
     return e == 0
