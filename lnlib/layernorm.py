@@ -60,8 +60,9 @@ class LayerNormCache(NamedTuple):
     -----
     The mean is not stored: the backward formula needs only :math:`\\hat x`, rstd and gamma. Size
     in bytes is ``8*M*D + 8*M + 8*D`` for M rows (x_hat, rstd, gamma):
-    see :attr:`nbytes`. The seed implementation kept eleven arrays (x, x - mean, x_hat, mean, var,
-    std, gamma, beta, ...): several D-sized arrays per row where this keeps one.
+    see :attr:`nbytes`. A typical implementation found online (:mod:`lnlib.typical`) keeps twelve
+    entries (x, x - mean, x_hat, mean, var, std, gamma, beta, ...): three D-sized arrays per row
+    where this keeps one.
     """
 
     x_hat: np.ndarray

@@ -94,8 +94,18 @@ def readable(fig, column_px: float = COLUMN_PX) -> None:
 
 def finish(fig, column_px: float = COLUMN_PX) -> None:
     """Make ``fig`` readable at the column width, lay it out, and check it (:func:`check_figure`)."""
+    import warnings
+
     readable(fig, column_px)
-    fig.tight_layout()
+    if fig.get_layout_engine() is None:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            try:
+                fig.tight_layout()
+            except UserWarning as w:  # e.g. a colorbar shared by several axes
+                raise ValueError(
+                    f"tight_layout cannot lay this figure out ({w}): create it with layout='constrained'"
+                ) from None
     check_figure(fig, column_px)
 
 
@@ -125,7 +135,8 @@ def check_figure(fig, column_px: float = COLUMN_PX) -> None:
         is_colorbar = getattr(ax, "_colorbar", None) is not None or ax.get_label() == "<colorbar>"
         has_data = bool(ax.lines or ax.collections or ax.images or ax.patches)
         if has_data and not is_colorbar:
-            if not ax.get_xlabel() and not ax.get_xticklabels():
+            x_siblings = ax.get_shared_x_axes().get_siblings(ax)  # stacked panels label the bottom one
+            if not any(a.get_xlabel() for a in x_siblings) and not ax.get_xticklabels():
                 raise ValueError(f"axes {ax.get_title()!r} has no x label")
             if not ax.get_ylabel() and ax.get_yaxis().get_visible() and ax.get_yticks().size:
                 if not ax.images:  # a heat map labels its rows with tick labels
@@ -136,15 +147,23 @@ def check_figure(fig, column_px: float = COLUMN_PX) -> None:
             lo, hi = sorted(ax.get_xlim() if name == "x" else ax.get_ylim())
             shown_labels = [
                 tick.label1
-                for tick, loc in zip(axis.get_major_ticks(), axis.get_majorticklocs())
+                for ticks, locs in ((axis.get_major_ticks(), axis.get_majorticklocs()),
+                                    (axis.get_minor_ticks(), axis.get_minorticklocs()))
+                for tick, loc in zip(ticks, locs)
                 if lo <= loc <= hi and tick.label1.get_visible() and tick.label1.get_text().strip()
             ]
-            if axis.get_scale() == "log" and has_data and len(shown_labels) < 2:
+            shared = ax.get_shared_x_axes() if name == "x" else ax.get_shared_y_axes()
+            hidden_by_sharing = not shown_labels and len(shared.get_siblings(ax)) > 1
+            if axis.get_scale() == "log" and has_data and len(shown_labels) < 2 and not hidden_by_sharing:
                 raise ValueError(f"axes {ax.get_title()!r}: the log {name} axis has fewer than two labelled ticks")
-            boxes = sorted((lab.get_window_extent(renderer) for lab in shown_labels), key=lambda b: (b.x0, b.y0))
-            for a, b in zip(boxes, boxes[1:]):
-                if a.overlaps(b) and a.intersection(a, b).width > 1 and a.intersection(a, b).height > 1:
-                    raise ValueError(f"axes {ax.get_title()!r}: {name} tick labels overlap")
+            # labels closer than a space's width read as one ("819216384"): pad each box before comparing
+            gap = 0.25 * MIN_POINTS / scale * fig.dpi / 72
+            boxes = [lab.get_window_extent(renderer).expanded(1, 1).padded(gap / 2) for lab in shown_labels]
+            for i, a in enumerate(boxes):
+                for b in boxes[i + 1:]:
+                    inter = a.intersection(a, b)
+                    if inter is not None and inter.width > 0 and inter.height > 0:
+                        raise ValueError(f"axes {ax.get_title()!r}: {name} tick labels overlap or touch")
         legend = ax.get_legend()
         if legend is not None and legend.get_visible():
             box = legend.get_window_extent(renderer)

@@ -50,6 +50,32 @@ def test_bench_time_is_positive_and_ordered():
     assert 0 < bench.time_call(np.sum, a, repeat=3) < bench.time_call(np.sum, b, repeat=3)
 
 
+def test_count_ops_counts_function_forms_and_contractions():
+    a, b = np.ones((4, 8)), np.ones((8, 5))
+    # a function form counts what its method form counts (it used to count nothing)
+    assert bench.count_ops(lambda x: np.mean(x, -1), a) == bench.count_ops(lambda x: x.mean(-1), a) == 36
+    assert bench.count_ops(lambda x: np.var(x, -1), a) == bench.count_ops(lambda x: x.var(-1), a) > 36
+    # (4, 8) @ (8, 5): 20 outputs, each 8 multiplies and 8 adds, however the product is written
+    products = [lambda x, y: x @ y, np.dot, lambda x, y: np.einsum("ij,jk->ik", x, y),
+                lambda x, y: np.tensordot(x, y, 1)]
+    assert [bench.count_ops(f, a, b) for f in products] == [320] * 4
+    assert bench.count_ops(lambda x: x[0] @ x[0], a) == 16
+    assert bench.count_ops(lambda x: np.outer(x[0], x[0]), a) == 64
+    assert bench.count_ops(lambda x: np.dot(x, 2.0), a) == 32  # a scalar operand: one multiply each
+    assert bench.count_ops(lambda x: np.full_like(x, 0.5) + 0 * x, a) == 64  # constants are free
+
+
+def test_peak_memory_leaves_an_outer_trace_running():
+    import tracemalloc
+
+    tracemalloc.start()
+    try:
+        assert bench.peak_memory(np.ones, 1_000_000) >= 8_000_000
+        assert tracemalloc.is_tracing()
+    finally:
+        tracemalloc.stop()
+
+
 def test_typical_matches_lnlib_but_keeps_a_fat_cache(rng):
     x = rng.standard_normal((2, 3, 16))
     gamma, beta, dy = rng.standard_normal(16), rng.standard_normal(16), rng.standard_normal(x.shape)
@@ -90,6 +116,21 @@ def test_check_figure_rejects_a_log_axis_without_labels():
     ax.set_xlabel("x")
     ax.set_ylabel("y")
     ax.yaxis.set_major_formatter(matplotlib.ticker.NullFormatter())
+    ax.yaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     with pytest.raises(ValueError, match="fewer than two labelled ticks"):
+        plotting.check_figure(fig)
+    plt.close(fig)
+
+
+def test_check_figure_rejects_tick_labels_that_touch():
+    plotting.use_style()
+    fig, ax = plt.subplots(figsize=(4, 3))
+    ds = [256, 1024, 4096, 8192, 16384, 65536]
+    ax.semilogx(ds, ds)
+    ax.set_xticks(ds, [str(d) for d in ds])
+    ax.minorticks_off()
+    ax.set_xlabel("D")
+    ax.set_ylabel("y")
+    with pytest.raises(ValueError, match="tick labels overlap"):
         plotting.check_figure(fig)
     plt.close(fig)
