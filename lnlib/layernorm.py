@@ -157,10 +157,11 @@ def layer_norm_forward(x, gamma=None, beta=None, eps=1e-5):
     ------
     TypeError
         If ``x``, ``gamma`` or ``beta`` is not a NumPy array of float16/32/64 (integers and complex
-        are refused, not silently cast), or ``eps`` is not a real number.
+        are refused, not silently cast), is a masked array (its mask could not be honoured), or
+        ``eps`` is not a real number. Other ndarray subclasses are used as plain arrays.
     ValueError
         If ``x`` is 0-d or has D = 0, ``gamma``/``beta`` is not of shape (D,), or ``eps`` is not
-        finite and positive.
+        finite and positive in float64 (too large for it, or positive but rounding to 0.0).
 
     Notes
     -----
@@ -177,6 +178,13 @@ def layer_norm_forward(x, gamma=None, beta=None, eps=1e-5):
     NaN and Inf stay in their row: a row containing one gives NaN (Inf makes the row's mean infinite)
     in that row of ``y`` and leaves every other row untouched, as in PyTorch.
 
+    Range: a result beyond the output dtype's range is returned as +-inf, and one below its smallest
+    normal number as a subnormal or zero (the correctly rounded values), without a warning, for
+    every output of the forward and the backward alike; check ``np.isfinite`` where it matters.
+    Results in the subnormal range are accurate to a few units of the smallest subnormal, not to a
+    relative tolerance. Outputs are new, native-byte-order arrays that share no memory with the
+    inputs or the cache.
+
     Examples
     --------
     >>> import numpy as np
@@ -188,10 +196,10 @@ def layer_norm_forward(x, gamma=None, beta=None, eps=1e-5):
     >>> float(np.round(cache.rstd[0], 4))
     0.8944
     """
-    check_x(x)
+    x = check_x(x)  # a plain ndarray view from here on: no subclass hook runs inside
     D = x.shape[-1]
-    check_param("gamma", gamma, D)
-    check_param("beta", beta, D)
+    gamma = check_param("gamma", gamma, D)
+    beta = check_param("beta", beta, D)
     eps = check_eps(eps)
 
     # A fresh C-ordered float64 copy: the input is never touched and the layout cannot change results.
@@ -209,12 +217,67 @@ def layer_norm_forward(x, gamma=None, beta=None, eps=1e-5):
         gamma=None if gamma is None else np.array(gamma, dtype=np.float64),
         eps=eps,
         has_beta=beta is not None,
-        dtype=x.dtype,
+        dtype=np.dtype(x.dtype.type),  # native byte order, whatever the input's
     )
     for a in (cache.x_hat, cache.rstd, cache.gamma):
         if a is not None:
             a.flags.writeable = False  # the backward's inputs cannot be changed behind its back
-    return np.ascontiguousarray(y, dtype=x.dtype).reshape(x.shape), cache
+    # Always a fresh array: with no gamma and no beta, y *is* x_hat until here, and a caller writing
+    # into y must not change what the backward reads.
+    return _cast(y, cache.dtype).reshape(x.shape), cache
+
+
+def _cast(a: np.ndarray, dtype) -> np.ndarray:
+    """A new C-contiguous copy of ``a`` in ``dtype``, rounded once, without floating-point warnings.
+
+    A value beyond the dtype's range rounds to +-inf and a value below its smallest normal to a
+    subnormal or zero: both are the correctly rounded results, so they are returned silently, for
+    every output alike (a caller who must know checks ``np.isfinite``). A warning here would become
+    an error under ``-W error`` or ``np.seterr(all='raise')``.
+    """
+    with np.errstate(all="ignore"):
+        return np.array(a, dtype=dtype, order="C", copy=True)
+
+
+def _check_cache(cache) -> None:
+    """Refuse anything but a LayerNormCache whose fields have the types and shapes the forward gives."""
+    if not isinstance(cache, LayerNormCache):
+        raise TypeError(
+            f"cache must be the LayerNormCache returned by layer_norm_forward, got {type(cache).__name__}"
+        )
+    x_hat, rstd, gamma, eps, has_beta, dtype = cache
+
+    def array64(name, a):
+        if type(a) is not np.ndarray or a.dtype != np.float64:
+            got = a.dtype.name if isinstance(a, np.ndarray) else type(a).__name__
+            raise TypeError(f"cache.{name} must be a float64 numpy.ndarray as layer_norm_forward makes it, got {got}")
+
+    array64("x_hat", x_hat)
+    if x_hat.ndim == 0 or x_hat.shape[-1] == 0:
+        raise ValueError(f"cache.x_hat must have shape (..., D) with D >= 1, got {x_hat.shape}")
+    array64("rstd", rstd)
+    if rstd.shape != x_hat.shape[:-1]:
+        raise ValueError(f"cache.rstd must have shape {x_hat.shape[:-1]} (one per row of cache.x_hat), got {rstd.shape}")
+    if gamma is not None:
+        array64("gamma", gamma)
+        if gamma.shape != x_hat.shape[-1:]:
+            raise ValueError(f"cache.gamma must have shape {x_hat.shape[-1:]}, got {gamma.shape}")
+    if isinstance(eps, (bool, np.bool_)) or not isinstance(eps, (float, np.floating)):
+        raise TypeError(f"cache.eps must be a float, got {type(eps).__name__}")
+    if not (np.isfinite(eps) and eps > 0):
+        raise ValueError(f"cache.eps must be finite and positive, got {eps!r}")
+    if not isinstance(has_beta, (bool, np.bool_)):
+        raise TypeError(f"cache.has_beta must be a bool, got {type(has_beta).__name__}")
+    if not isinstance(dtype, np.dtype) or dtype.type not in (np.float16, np.float32, np.float64):
+        raise TypeError(f"cache.dtype must be numpy.dtype float16, float32 or float64, got {dtype!r}")
+
+
+def _exponents(a: np.ndarray, axis=None) -> np.ndarray:
+    """k with max|a| = m 2**k, 0.5 <= m < 1, over ``axis`` (0 where the maximum is 0, inf or nan)."""
+    with np.errstate(invalid="ignore"):
+        amax = np.max(np.abs(a), axis=axis, keepdims=axis is not None) if a.size else np.zeros(())
+    k = np.frexp(amax)[1]
+    return np.where(np.isfinite(amax), k, 0)
 
 
 def layer_norm_backward(dy, cache):
@@ -238,9 +301,11 @@ def layer_norm_backward(dy, cache):
     Raises
     ------
     TypeError
-        If ``cache`` is not a :class:`LayerNormCache` or ``dy`` is not a float NumPy array.
+        If ``cache`` is not a :class:`LayerNormCache` whose fields have the types the forward gives
+        them (the message names the field, ``cache.x_hat`` and so on), or ``dy`` is not a float NumPy
+        array (a masked ``dy`` is refused).
     ValueError
-        If ``dy`` does not have the shape of ``y``.
+        If ``dy`` does not have the shape of ``y``, or the cache's fields have inconsistent shapes.
 
     Notes
     -----
@@ -254,7 +319,10 @@ def layer_norm_backward(dy, cache):
     all-ones direction, the second the component along :math:`\hat x`, so ``dx`` is orthogonal to
     both (the book derives it five ways). :math:`d\gamma = \sum dy\,\hat x` and
     :math:`d\beta = \sum dy` over all rows, summed pairwise in float64 in a fixed order, so repeated
-    calls give bit-identical results. A NaN or Inf in one row of ``dy`` or ``x`` makes that row of
+    calls give bit-identical results. Each row of ``dy`` (and ``gamma``, and ``dy`` as a whole for the
+    sums over rows) is first scaled by a power of two, which is exact, so no intermediate sum
+    overflows: ``dy`` near 1e308 gives the finite ``dx`` it should. Overflow of the output dtype
+    itself gives +-inf without a warning, as in the forward. A NaN or Inf in one row of ``dy`` or ``x`` makes that row of
     ``dx`` NaN and, because they sum over rows, ``dgamma`` and ``dbeta`` too (as in PyTorch).
 
     Examples
@@ -271,27 +339,34 @@ def layer_norm_backward(dy, cache):
     >>> bool(np.allclose(dx.sum(axis=-1), 0.0))  # dx is orthogonal to the all-ones direction
     True
     """
-    if not isinstance(cache, LayerNormCache):
-        raise TypeError(
-            f"cache must be the LayerNormCache returned by layer_norm_forward, got {type(cache).__name__}"
-        )
-    check_dy(dy, cache.x_hat.shape)
+    _check_cache(cache)
+    dy = check_dy(dy, cache.x_hat.shape)
     D = dy.shape[-1]
     x_hat = cache.x_hat.reshape(-1, D)  # M,D  float64, only read
     rstd = cache.rstd.reshape(-1, 1)  # M,1
     dy64 = np.array(dy, dtype=np.float64, order="C").reshape(-1, D)  # M,D
     with np.errstate(all="ignore"):
-        dbeta = _sum_rows(dy64) if cache.has_beta else None  # D
-        dgamma = _sum_rows(dy64 * x_hat) if cache.gamma is not None else None  # D
-        g = dy64 * cache.gamma if cache.gamma is not None else dy64  # M,D
+        # Scale by powers of two (exact) so that no intermediate sum can overflow: dy near 1e308
+        # has a finite dx, and a constant dy of 1e308 a zero one. The scales come back at the end.
+        k_all = _exponents(dy64)  # one scale for the sums over rows
+        dy_all = np.ldexp(dy64, -k_all)  # M,D  |.| < 1
+        dbeta = np.ldexp(_sum_rows(dy_all), k_all) if cache.has_beta else None  # D
+        dgamma = np.ldexp(_sum_rows(dy_all * x_hat), k_all) if cache.gamma is not None else None  # D
+        k_row = _exponents(dy64, axis=1)  # M,1  one scale per row for dx
+        g = np.ldexp(dy64, -k_row)  # M,D  |.| < 1
+        k_gamma = 0
+        if cache.gamma is not None:
+            k_gamma = int(_exponents(cache.gamma))
+            g = g * np.ldexp(cache.gamma, -k_gamma)  # M,D  |.| < 1: gamma * dy, scaled
         g_mean = g.mean(axis=1, keepdims=True)  # M,1
         gx_mean = (g * x_hat).mean(axis=1, keepdims=True)  # M,1
-        dx = rstd * (g - g_mean - x_hat * gx_mean)  # M,D
+        dx = rstd * (g - g_mean - x_hat * gx_mean)  # M,D  scaled by 2**-(k_row + k_gamma)
         if D == 2:
             dx = _dx_two_columns(g, x_hat, rstd, cache.eps, dx)
+        dx = np.ldexp(dx, k_row + k_gamma)
     out = cache.dtype
     return (
-        dx.astype(out).reshape(dy.shape),
-        None if dgamma is None else dgamma.astype(out),
-        None if dbeta is None else dbeta.astype(out),
+        _cast(dx, out).reshape(dy.shape),
+        None if dgamma is None else _cast(dgamma, out),
+        None if dbeta is None else _cast(dbeta, out),
     )
