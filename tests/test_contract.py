@@ -84,7 +84,7 @@ def test_dgamma_and_dbeta_do_not_overflow_in_intermediate_sums(rng):
     assert np.all(np.isinf(dgamma[~fits]) & (np.sign(dgamma[~fits]) == np.sign(exact[~fits])))
 
 
-@pytest.mark.parametrize("eps", [10**400, fractions.Fraction(10**400), -(10**400)])
+@pytest.mark.parametrize("eps", [10**400, fractions.Fraction(10**400), -(10**400)], ids=["int", "Fraction", "negative int"])
 def test_eps_too_large_for_float64_is_a_value_error(eps):
     with pytest.raises(ValueError, match="^eps"):
         layer_norm_forward(np.ones((1, 4)), eps=eps)
