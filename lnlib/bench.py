@@ -54,14 +54,34 @@ def peak_memory(fn, *args, **kwargs) -> int:
     True
     """
     gc.collect()
-    tracemalloc.start()
+    was_tracing = tracemalloc.is_tracing()  # a caller's own trace is left running
+    if not was_tracing:
+        tracemalloc.start()
     try:
         tracemalloc.reset_peak()
         base = tracemalloc.get_traced_memory()[0]
         fn(*args, **kwargs)
         return tracemalloc.get_traced_memory()[1] - base
     finally:
-        tracemalloc.stop()
+        if not was_tracing:
+            tracemalloc.stop()
+
+
+def _contraction_points(spec, operands):
+    """Points of an einsum iteration space: the product of every index size, batch (``...``) included."""
+    inputs = spec.replace(" ", "").split("->")[0].split(",")
+    sizes = {}
+    for sub, op in zip(inputs, operands):
+        sub = sub.replace("...", "")
+        batch = np.shape(op)[: np.ndim(op) - len(sub)]
+        sizes["batch"] = max(sizes.get("batch", 1), int(np.prod(batch, dtype=np.int64)))
+        sizes.update({c: n for c, n in zip(sub, np.shape(op)[np.ndim(op) - len(sub):])})
+    return int(np.prod(list(sizes.values()), dtype=np.int64))
+
+
+def _inner_length(a) -> int:
+    """The length of the axis a matrix or dot product sums over (1 for a scalar operand)."""
+    return int(np.shape(a)[-1]) if np.ndim(a) else 1
 
 
 class _Counted(np.ndarray):
@@ -74,27 +94,38 @@ class _Counted(np.ndarray):
         if "out" in kwargs:
             kwargs["out"] = tuple(np.asarray(o) if isinstance(o, _Counted) else o for o in kwargs["out"])
         result = getattr(ufunc, method)(*raw, **kwargs)
-        if method == "__call__":
-            _Counted.counter[0] += int(np.size(result[0] if isinstance(result, tuple) else result))
-        elif method in ("reduce", "accumulate"):
+        first = result[0] if isinstance(result, tuple) else result
+        if ufunc is np.matmul and method == "__call__":
+            # a multiply and an add per term of each output's sum
+            _Counted.counter[0] += 2 * int(np.size(first)) * _inner_length(raw[0])
+        elif method in ("__call__", "outer"):
+            _Counted.counter[0] += int(np.size(first))
+        elif method in ("reduce", "accumulate", "reduceat"):
             _Counted.counter[0] += int(np.size(raw[0]))
+        elif method == "at":
+            _Counted.counter[0] += int(np.size(raw[1]))
         return _wrap(result)
 
     def __array_function__(self, func, types, args, kwargs):
-        raw_args = _unwrap(args)
-        raw_kwargs = _unwrap(kwargs)
         if func is np.einsum:
+            raw_args, raw_kwargs = _unwrap(args), _unwrap(kwargs)
             # the iteration space of the contraction: one multiply-add per point
-            spec = raw_args[0].replace(" ", "").split("->")[0].split(",")
-            operands = raw_args[1:]
-            sizes = {}
-            for sub, op in zip(spec, operands):
-                sub = sub.replace("...", "")
-                batch = np.shape(op)[: np.ndim(op) - len(sub)]
-                sizes["batch"] = max(sizes.get("batch", 1), int(np.prod(batch, dtype=np.int64)))
-                sizes.update({c: n for c, n in zip(sub, np.shape(op)[np.ndim(op) - len(sub):])})
-            _Counted.counter[0] += 2 * int(np.prod(list(sizes.values()), dtype=np.int64))
-        return _wrap(func(*raw_args, **raw_kwargs))
+            _Counted.counter[0] += 2 * _contraction_points(raw_args[0], raw_args[1:])
+            return _wrap(func(*raw_args, **raw_kwargs))
+        if func in (np.dot, np.inner, np.vdot, np.tensordot, np.outer):
+            raw_args, raw_kwargs = _unwrap(args), _unwrap(kwargs)
+            result = func(*raw_args, **raw_kwargs)
+            a, b = raw_args[0], raw_args[1]
+            if func is np.outer or np.ndim(a) == 0 or np.ndim(b) == 0:
+                _Counted.counter[0] += int(np.size(result))  # one multiply per output
+            else:
+                # terms summed per output: size(a) * size(b) = size(result) * k**2
+                k = round((np.size(a) * np.size(b) / np.size(result)) ** 0.5)
+                _Counted.counter[0] += 2 * int(np.size(result)) * k
+            return _wrap(result)
+        # Any other NumPy function (np.mean, np.var, np.std, ...) runs its own implementation on the
+        # counted arrays, so the ufuncs it calls inside are counted like the caller's own.
+        return super().__array_function__(func, types, args, kwargs)
 
 
 def _unwrap(obj):
@@ -119,9 +150,12 @@ def count_ops(fn, *arrays, **kwargs) -> int:
     """Arithmetic operations ``fn`` performs on the given arrays, counted as it runs.
 
     Every elementwise ufunc call counts one operation per output element, every reduction one per
-    input element, and ``np.einsum`` two (a multiply and an add) per point of its iteration space.
-    Creating constants (``np.eye``, ``np.ones``) is not counted. A measurement of what the code does,
-    not an estimate from a formula.
+    input element, and a contraction (``np.einsum``, ``@``, ``np.dot``, ``np.inner``) two (a multiply
+    and an add) per term it sums; ``np.outer`` one per output. NumPy functions such as ``np.mean``
+    count the arithmetic they do inside, exactly as the method forms (``x.mean()``) do. Creating
+    constants (``np.eye``, ``np.ones``, ``np.full_like``) and moving data (indexing, reshaping) is
+    not counted, and neither is ``np.linalg``. A measurement of what the code does, not an estimate
+    from a formula.
 
     Examples
     --------
@@ -129,6 +163,10 @@ def count_ops(fn, *arrays, **kwargs) -> int:
     >>> a = np.ones((4, 8))
     >>> count_ops(lambda x: (x * x).sum(axis=-1), a)   # 32 multiplies + 32 adds
     64
+    >>> count_ops(lambda x: np.sum(x * x, axis=-1), a)  # the function form counts the same
+    64
+    >>> count_ops(lambda x: x @ x.T, a)                # 16 outputs, each 8 multiplies + 8 adds
+    256
     """
     _Counted.counter[0] = 0
     fn(*[a.view(_Counted) if isinstance(a, np.ndarray) else a for a in arrays], **kwargs)

@@ -2,18 +2,18 @@ r"""Many derivations of the LayerNorm backward, one answer.
 
 Each function takes ``(dy, x, gamma, eps)`` with ``x`` and ``dy`` of shape (..., D) and ``gamma`` of
 shape (D,) (or ``None`` for ones), and returns ``(dx, dgamma, dbeta)`` computed in the dtype of ``x``.
-They share no code beyond the forward's definitions, so their agreement (asserted to 1e-12 in the tests
-and in the book) is evidence that each is right.
+They share no code beyond the forward's definitions and the parameter gradients, so their agreement
+(asserted to 1e-12 in the tests and in the book) is evidence that each is right.
 
 ================================ ============================================================
 function                         route
 ================================ ============================================================
-``staged_graph``                 the forward as ten primitive nodes, walked back node by node
-                                 (the style of the batch-norm tutorials)
+``staged_graph``                 the forward as eight primitive nodes (:func:`staged_forward`),
+                                 walked back node by node (the style of the batch-norm tutorials)
 ``through_mean_and_variance``    chain rule through the two statistics mu and sigma^2
-``through_mean_and_std``         chain rule through mu and sigma = sqrt(sigma^2 + eps)
+``through_mean_and_std``         chain rule through mu and s = sqrt(sigma^2 + eps)
 ``compact``                      the simplified three-term formula (what lnlib runs)
-``projection``                   rstd * P g with the D x D projector P = I - 11^T/D - x_hat x_hat^T/D
+``projection``                   rstd * M g with the D x D matrix M = I - 11^T/D - x_hat x_hat^T/D
 ``jacobian``                     the full Jacobian dy/dx per row, materialised, then J^T dy
 ================================ ============================================================
 """
@@ -23,6 +23,7 @@ from __future__ import annotations
 import numpy as np
 
 __all__ = [
+    "staged_forward",
     "staged_graph",
     "through_mean_and_variance",
     "through_mean_and_std",
@@ -40,35 +41,63 @@ def _param_grads(dy, x_hat, gamma):
     return g, (dy * x_hat).sum(axis=lead), dy.sum(axis=lead)
 
 
-def staged_graph(dy, x, gamma=None, eps=1e-5):
-    """Backward through the forward written as primitive nodes, each with its local derivative.
+def staged_forward(x, eps=1e-5):
+    """The forward up to ``x_hat`` as seven primitive nodes; returns every node's value.
 
-    Forward nodes: ``mu = mean(x)``, ``xmu = x - mu``, ``sq = xmu**2``, ``var = mean(sq)``,
-    ``sqrtvar = sqrt(var + eps)``, ``ivar = 1/sqrtvar``, ``x_hat = xmu * ivar``, ``y = gamma*x_hat + beta``.
+    Node names are those of the book's figure: ``mu``, ``xmu``, ``sq``, ``var``, ``sqrtvar``,
+    ``ivar``, ``x_hat`` (the eighth node, ``y = gamma * x_hat + beta``, is not needed by the backward).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> mu, xmu, sq, var, sqrtvar, ivar, x_hat = staged_forward(np.array([1.0, 3.0]), eps=0.0)
+    >>> [float(v) for v in x_hat]
+    [-1.0, 1.0]
     """
     D = x.shape[-1]
-    lead = tuple(range(x.ndim - 1))
-    mu = x.sum(-1, keepdims=True) / D
-    xmu = x - mu
-    sq = xmu**2
-    var = sq.sum(-1, keepdims=True) / D
-    sqrtvar = np.sqrt(var + eps)
-    ivar = 1.0 / sqrtvar
-    x_hat = xmu * ivar
-    # walk back
+    mu = x.sum(-1, keepdims=True) / D  # node 1: mean of the row
+    xmu = x - mu  # node 2: centred row
+    sq = xmu**2  # node 3: squares
+    var = sq.sum(-1, keepdims=True) / D  # node 4: variance
+    sqrtvar = np.sqrt(var + eps)  # node 5: standard deviation
+    ivar = 1.0 / sqrtvar  # node 6: its reciprocal, rstd
+    x_hat = xmu * ivar  # node 7: normalised row
+    return mu, xmu, sq, var, sqrtvar, ivar, x_hat
+
+
+def staged_graph(dy, x, gamma=None, eps=1e-5):
+    """Backward through the nodes of :func:`staged_forward`, last node first.
+
+    Each step multiplies the gradient arriving at a node (``d<node>`` = dL/d<node>) by the node's
+    local derivative and passes it to the node's inputs; where a value feeds two nodes (``x`` and
+    ``xmu``), the gradients from both add.
+    """
+    D = x.shape[-1]
+    lead = tuple(range(x.ndim - 1))  # the batch axes
+    mu, xmu, sq, var, sqrtvar, ivar, x_hat = staged_forward(x, eps)
+    # node 8, y = gamma * x_hat + beta
     dbeta = dy.sum(axis=lead)
     dgamma = (dy * x_hat).sum(axis=lead)
     dx_hat = dy if gamma is None else dy * gamma
-    divar = (dx_hat * xmu).sum(-1, keepdims=True)
+    # node 7, x_hat = xmu * ivar
+    divar = (dx_hat * xmu).sum(-1, keepdims=True)  # ivar feeds every x_hat_i
     dxmu1 = dx_hat * ivar
+    # node 6, ivar = 1 / sqrtvar
     dsqrtvar = -1.0 / sqrtvar**2 * divar
-    dvar = 0.5 / np.sqrt(var + eps) * dsqrtvar
-    dsq = np.ones_like(sq) / D * dvar
+    # node 5, sqrtvar = sqrt(var + eps)
+    dvar = 0.5 / sqrtvar * dsqrtvar
+    # node 4, var = sum(sq) / D
+    dsq = np.full_like(sq, 1.0 / D) * dvar
+    # node 3, sq = xmu**2
     dxmu2 = 2 * xmu * dsq
-    dx1 = dxmu1 + dxmu2
-    dmu = -(dx1.sum(-1, keepdims=True))
-    dx2 = np.ones_like(x) / D * dmu
-    return dx1 + dx2, dgamma, dbeta
+    dxmu = dxmu1 + dxmu2  # xmu feeds nodes 7 and 3: the two gradients add
+    # node 2, xmu = x - mu
+    dx1 = dxmu
+    dmu = -dxmu.sum(-1, keepdims=True)  # mu feeds every xmu_i
+    # node 1, mu = sum(x) / D
+    dx2 = np.full_like(x, 1.0 / D) * dmu
+    dx = dx1 + dx2  # x feeds nodes 2 and 1: the two gradients add
+    return dx, dgamma, dbeta
 
 
 def through_mean_and_variance(dy, x, gamma=None, eps=1e-5):
@@ -87,9 +116,14 @@ def through_mean_and_variance(dy, x, gamma=None, eps=1e-5):
     var = (xmu * xmu).sum(-1, keepdims=True) / D
     rstd = (var + eps) ** -0.5
     g, dgamma, dbeta = _param_grads(dy, xmu * rstd, gamma)
+    # dL/dvar: var reaches L through every x_hat_j
     dvar = -0.5 * (var + eps) ** -1.5 * (g * xmu).sum(-1, keepdims=True)
-    dmu = -rstd * g.sum(-1, keepdims=True) - dvar * 2.0 * xmu.sum(-1, keepdims=True) / D
-    return g * rstd + dvar * 2.0 * xmu / D + dmu / D, dgamma, dbeta
+    # dL/dmu: through every x_hat_j directly, and through var
+    dmu = (-rstd * g.sum(-1, keepdims=True)
+           + dvar * -2.0 * xmu.sum(-1, keepdims=True) / D)
+    # dx_i: directly, through var (dvar/dx_i = 2 xmu_i / D), through mu (dmu/dx_i = 1/D)
+    dx = g * rstd + dvar * 2.0 * xmu / D + dmu / D
+    return dx, dgamma, dbeta
 
 
 def through_mean_and_std(dy, x, gamma=None, eps=1e-5):
@@ -102,8 +136,9 @@ def through_mean_and_std(dy, x, gamma=None, eps=1e-5):
     xmu = x - mu
     s = np.sqrt((xmu * xmu).sum(-1, keepdims=True) / D + eps)
     g, dgamma, dbeta = _param_grads(dy, xmu / s, gamma)
-    ds = -(g * xmu).sum(-1, keepdims=True) / s**2  # dL/ds
-    # x_hat_j depends on x_i directly (1/s), through mu (-1/(D s)) and through s (ds/dx_i)
+    # dL/ds: s reaches L through every x_hat_j = xmu_j / s
+    ds = -(g * xmu).sum(-1, keepdims=True) / s**2
+    # dx_i: directly (1/s), through mu (-1/(D s) on every x_hat_j), through s
     dx = g / s - g.sum(-1, keepdims=True) / (D * s) + ds * xmu / (D * s)
     return dx, dgamma, dbeta
 
@@ -116,15 +151,17 @@ def compact(dy, x, gamma=None, eps=1e-5):
     rstd = 1.0 / np.sqrt((xmu * xmu).sum(-1, keepdims=True) / D + eps)
     x_hat = xmu * rstd
     g, dgamma, dbeta = _param_grads(dy, x_hat, gamma)
-    dx = rstd * (g - g.mean(-1, keepdims=True) - x_hat * (g * x_hat).mean(-1, keepdims=True))
+    g_mean = g.mean(-1, keepdims=True)
+    gx_mean = (g * x_hat).mean(-1, keepdims=True)
+    dx = rstd * (g - g_mean - x_hat * gx_mean)
     return dx, dgamma, dbeta
 
 
 def projection(dy, x, gamma=None, eps=1e-5):
-    r"""dx = rstd * P g with the materialised projector :math:`P = I - \mathbf{1}\mathbf{1}^T/D - \hat x\hat x^T/D`.
+    r"""dx = rstd * M g with the materialised matrix :math:`M = I - \mathbf{1}\mathbf{1}^T/D - \hat x\hat x^T/D`.
 
-    When eps = 0, :math:`\|\hat x\|^2 = D`, so P removes exactly the directions 1 and x_hat
-    (orthogonal, since x_hat sums to zero): it is the orthogonal projector onto their complement.
+    M is symmetric; it removes the direction 1 and (up to a factor eps * rstd^2) the direction
+    x_hat. When eps = 0 it is the orthogonal projector onto the complement of both.
     Costs O(D^2) memory per row: for teaching and checking, not for use.
     """
     D = x.shape[-1]
@@ -133,9 +170,10 @@ def projection(dy, x, gamma=None, eps=1e-5):
     rstd = 1.0 / np.sqrt((xmu * xmu).mean(-1, keepdims=True) + eps)
     x_hat = xmu * rstd
     g, dgamma, dbeta = _param_grads(dy, x_hat, gamma)
-    eye = np.eye(D, dtype=x.dtype)
-    P = eye - np.ones((D, D), x.dtype) / D - x_hat[..., :, None] * x_hat[..., None, :] / D  # ...,D,D
-    dx = rstd * np.einsum("...ij,...j->...i", P, g)
+    eye, ones = np.eye(D, dtype=x.dtype), np.ones((D, D), x.dtype)
+    outer = x_hat[..., :, None] * x_hat[..., None, :]  # ..., D, D
+    M = eye - ones / D - outer / D  # ..., D, D: one matrix per row
+    dx = rstd * np.einsum("...ij,...j->...i", M, g)  # rstd * (M @ g), row by row
     return dx, dgamma, dbeta
 
 
@@ -158,8 +196,10 @@ def layer_norm_jacobian(x, gamma=None, eps=1e-5):
     mu = x.sum(-1, keepdims=True) / D
     xmu = x - mu
     rstd = 1.0 / np.sqrt((xmu * xmu).sum(-1, keepdims=True) / D + eps)
-    r = rstd[..., None]  # ...,1,1
-    J = (np.eye(D, dtype=x.dtype) - 1.0 / D) * r - xmu[..., :, None] * xmu[..., None, :] / D * r**3
+    r = rstd[..., None]  # ..., 1, 1
+    direct = (np.eye(D, dtype=x.dtype) - 1.0 / D) * r  # (delta_ij - 1/D) rstd
+    radial = xmu[..., :, None] * xmu[..., None, :] / D * r**3  # ..., D, D
+    J = direct - radial
     return J if gamma is None else gamma[:, None] * J
 
 
@@ -167,8 +207,8 @@ def jacobian(dy, x, gamma=None, eps=1e-5):
     """dx = J^T dy with the materialised Jacobian of :func:`layer_norm_jacobian`."""
     D = x.shape[-1]
     lead = tuple(range(x.ndim - 1))
-    J = layer_norm_jacobian(x, gamma, eps)
-    dx = np.einsum("...ij,...i->...j", J, dy)
+    J = layer_norm_jacobian(x, gamma, eps)  # ..., D, D
+    dx = np.einsum("...ij,...i->...j", J, dy)  # dx_j = sum_i J_ij dy_i
     mu = x.sum(-1, keepdims=True) / D
     x_hat = (x - mu) / np.sqrt(((x - mu) ** 2).sum(-1, keepdims=True) / D + eps)
     return dx, (dy * x_hat).sum(axis=lead), dy.sum(axis=lead)
