@@ -1,24 +1,32 @@
 r"""Numerical gradients of LayerNorm, to check an analytic backward against.
 
-Two numerical routes and one comparison:
+Throughout, :math:`u = 2^{-53}` is the unit roundoff of float64, ``np.finfo(np.float64).eps / 2``
+(the largest relative error of one rounding); :func:`unit_roundoff` returns it. Two numerical routes
+and one comparison:
 
-* :func:`central_difference` -- :math:`(L(x+h) - L(x-h)) / 2h` with the step that balances truncation
-  error (:math:`\propto h^2`) against round-off (:math:`\propto u/h`): :math:`h = u^{1/3}\max(1, |x|)`,
-  about 6e-6 in float64, which leaves errors near :math:`u^{2/3}\approx 4\times10^{-11}`.
+* :func:`central_difference` -- :math:`(L(x+h) - L(x-h)) / 2h`. Its error is about
+  :math:`h^2|L'''|/6` (truncation) plus :math:`u|L|/h` (round-off of the two evaluations), smallest
+  at :math:`h^* = (3u|L|/|L'''|)^{1/3}`. The default step leaves out the problem's constant:
+  :math:`h = u^{1/3}\max(1, |x|)`, about 4.8e-6 in float64, which leaves errors of order
+  :math:`u^{2/3}\approx 2.3\times10^{-11}` relative to the gradient, times a constant of the problem.
 * :func:`complex_step` -- :math:`\operatorname{Im} L(x + ih) / h` (Squire and Trapp, 1998): no
   subtraction, so no cancellation, so h can be 1e-30 and the derivative is exact to round-off. It needs
   a forward written with analytic operations only, which :func:`lnlib.reference.forward` is.
-* :func:`check_gradients` -- compares an implementation's backward with the complex step.
+* :func:`check_gradients` -- compares an implementation's backward with the complex step through
+  the implementation's own forward when that forward accepts complex input, else through
+  :func:`lnlib.reference.forward`, and then also reports how far the two forwards' outputs differ.
 
-The loss is :math:`L = \sum dy \odot y` with a *random* ``dy``: with ``dy`` all ones (``y.sum()``)
-the true ``dx`` is exactly zero (LayerNorm's output sums to a constant), so a backward that returns
-zeros, or any multiple of the right answer plus a constant, would pass.
+The loss is :math:`L = \sum dy \odot y` with a *random* ``dy``. With ``dy`` all ones (``y.sum()``),
+:math:`g = \gamma` and :math:`dx = \mathrm{rstd}\,(g - \bar g - \hat x\,\overline{g\hat x})` is zero
+whenever ``gamma`` is constant (as at initialisation), so a backward that returns zeros, scales dx
+wrongly or drops the radial term :math:`\hat x\,\overline{g\hat x}` would pass.
 
 Nothing here modifies its arguments: every perturbation is made on a private copy.
 """
 
 from __future__ import annotations
 
+import warnings
 from typing import Callable, NamedTuple
 
 import numpy as np
@@ -26,13 +34,30 @@ import numpy as np
 from . import reference
 from .oracle import max_rel_error
 
-__all__ = ["central_difference", "complex_step", "check_gradients", "GradCheck", "default_step"]
+__all__ = ["central_difference", "complex_step", "check_gradients", "GradCheck", "default_step", "unit_roundoff"]
+
+
+def unit_roundoff(dtype=np.float64) -> float:
+    """The unit roundoff u of a float type: half its machine epsilon, ``2**-53`` for float64.
+
+    Examples
+    --------
+    >>> unit_roundoff() == 2.0**-53
+    True
+    """
+    return float(np.finfo(dtype).eps) / 2
 
 
 def default_step(a: np.ndarray) -> np.ndarray:
-    """The central-difference step for each element: ``u**(1/3) * max(1, |a|)`` in a's precision."""
-    u = np.finfo(a.dtype).eps
-    return np.cbrt(u) * np.maximum(1.0, np.abs(a))
+    """The central-difference step for each element: ``u**(1/3) * max(1, |a|)``, u of a's precision.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> float(default_step(np.array(0.5))) == float(np.cbrt(2.0**-53))
+    True
+    """
+    return np.cbrt(unit_roundoff(a.dtype)) * np.maximum(1.0, np.abs(a))
 
 
 def _forward_loss_rows(f, x, gamma, beta, dy):
@@ -146,23 +171,67 @@ def complex_step(x, gamma=None, beta=None, dy=None, f: Callable | None = None, h
 
 
 class GradCheck(NamedTuple):
-    """Max-abs-over-max-abs errors of an analytic backward against the complex step (None if absent)."""
+    """What :func:`check_gradients` found, each error as max abs error over max abs value.
+
+    Attributes
+    ----------
+    dx, dgamma, dbeta : float or None
+        The backward's gradients against the complex step (None where gamma or beta is None).
+    y : float
+        The forward's output against the output of the function the complex step went through
+        (0.0 when that function is the forward itself).
+    differentiated : str
+        The name of the function the complex step differentiated.
+    """
 
     dx: float
     dgamma: float | None
     dbeta: float | None
+    y: float = 0.0
+    differentiated: str = ""
 
     def worst(self) -> float:
-        return max(e for e in self if e is not None)
+        """The largest error, ``y`` included: a wrong forward fails the check as a wrong backward does."""
+        return max(e for e in (self.y, self.dx, self.dgamma, self.dbeta) if e is not None)
+
+
+def _name(fn) -> str:
+    return f"{getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', repr(fn))}"
+
+
+def _accepts_complex(forward, x, gamma, beta, eps) -> bool:
+    """Whether ``forward`` computes on a complex ``x`` (returns a complex y) instead of refusing it."""
+    copies = [None if a is None else np.array(a, dtype=np.float64) for a in (gamma, beta)]
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", np.exceptions.ComplexWarning)  # dropping Im is refusing
+            y = forward(np.array(x, dtype=np.complex128), *copies, eps)[0]
+    except (TypeError, np.exceptions.ComplexWarning):
+        return False
+    return np.iscomplexobj(y)
 
 
 def check_gradients(forward, backward, x, gamma=None, beta=None, dy=None, eps=1e-5, seed=0) -> GradCheck:
     """Compare ``backward(dy, forward(x, gamma, beta, eps)[1])`` with the complex step.
 
+    Which function the complex step differentiates:
+
+    * ``forward`` itself, if it accepts a complex ``x`` (it must then use analytic operations only,
+      see :func:`complex_step`); a wrong forward then gives a large ``dx`` error.
+    * otherwise (``lnlib.layer_norm_forward`` refuses complex arrays with a TypeError)
+      :func:`lnlib.reference.forward`, the same equations written for complex input, with the same
+      eps; the report's ``y`` then says how far ``forward``'s output is from that function's, so a
+      wrong forward still fails the check.
+
+    The report's ``differentiated`` names the function used.
+
     Parameters
     ----------
     forward, backward : callables with lnlib's signatures
+        ``forward(x, gamma, beta, eps) -> (y, cache)``, ``backward(dy, cache) -> (dx, dgamma, dbeta)``.
+        They receive private copies of the arrays.
     x, gamma, beta : arrays
+        float64 for a check to round-off.
     dy : ndarray, optional
         Default: standard normal with the given ``seed``.
     eps : float
@@ -171,7 +240,8 @@ def check_gradients(forward, backward, x, gamma=None, beta=None, dy=None, eps=1e
     Returns
     -------
     GradCheck
-        ``dx``, ``dgamma``, ``dbeta`` errors as max abs error over max abs value.
+        ``dx``, ``dgamma``, ``dbeta`` and ``y`` errors as max abs error over max abs value, and the
+        name of the function differentiated.
 
     Examples
     --------
@@ -179,16 +249,34 @@ def check_gradients(forward, backward, x, gamma=None, beta=None, dy=None, eps=1e
     >>> from lnlib import layer_norm_forward, layer_norm_backward
     >>> x = np.random.default_rng(1).standard_normal((3, 6))
     >>> report = check_gradients(layer_norm_forward, layer_norm_backward, x, np.ones(6), np.zeros(6))
-    >>> report.worst() < 1e-13
-    True
+    >>> report.worst() < 1e-13, report.differentiated
+    (True, 'lnlib.reference.forward')
+    >>> from lnlib import reference
+    >>> check_gradients(reference.forward, reference.backward, x).differentiated
+    'lnlib.reference.forward'
     """
     if dy is None:
         dy = np.random.default_rng(seed).standard_normal(x.shape)
-    _, cache = forward(x, gamma, beta, eps)
-    dx, dgamma, dbeta = backward(dy, cache)
-    ref = complex_step(x, gamma, beta, dy, f=lambda a, g, b: reference.forward(a, g, b, eps)[0])
+
+    def copies():
+        return [None if a is None else np.array(a) for a in (x, gamma, beta)]
+
+    y, cache = forward(*copies(), eps)
+    dx, dgamma, dbeta = backward(np.array(dy), cache)
+    if _accepts_complex(forward, x, gamma, beta, eps):
+        f, name = forward, _name(forward)
+    else:
+        f, name = reference.forward, _name(reference.forward)
+
+    def differentiate(a, g, b):
+        return f(a, g, b, eps)[0]
+
+    ref = complex_step(x, gamma, beta, dy, f=differentiate)
+    y_ref = differentiate(*[None if a is None else np.array(a, dtype=np.float64) for a in (x, gamma, beta)])
     return GradCheck(
         max_rel_error(dx, ref[0]),
         None if dgamma is None else max_rel_error(dgamma, ref[1]),
         None if dbeta is None else max_rel_error(dbeta, ref[2]),
+        max_rel_error(y, y_ref),
+        name,
     )

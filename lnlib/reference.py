@@ -2,6 +2,10 @@ r"""The step-by-step LayerNorm the book builds, one line per equation.
 
 Readable first: every line carries its shape, the cache is the llm.c minimum ``(x, mean, rstd,
 gamma)`` and the backward recomputes ``x_hat`` from it (memory traded for a little compute).
+The cache keeps one mean and one rstd per row, arrays of shape ``x.shape[:-1]`` ((B, T) for a
+(B, T, D) input), the convention of :class:`lnlib.LayerNormCache`; the forward computes them with
+``keepdims=True`` so they broadcast against the row, and the backward restores that last axis with
+``[..., None]``.
 It computes in the dtype of its input, so the same code runs in float32 to show what goes wrong, in
 float64 or long double as a reference, and on complex arrays for the complex-step derivative (every
 operation here is analytic: ``xc * xc``, never ``abs(xc)**2``).
@@ -32,7 +36,8 @@ def forward(x, gamma=None, beta=None, eps=1e-5):
     -------
     y : ndarray, shape (..., D)
     cache : tuple (x, mean, rstd, gamma)
-        ``mean`` and ``rstd`` have shape (..., 1).
+        ``x`` and ``gamma`` are the caller's arrays (not copies); ``mean`` and ``rstd`` hold one
+        number per row, shape (...,) = ``x.shape[:-1]``, in the dtype of ``x``.
 
     Notes
     -----
@@ -50,6 +55,9 @@ def forward(x, gamma=None, beta=None, eps=1e-5):
     >>> y, cache = reference.forward(np.array([[1.0, 2.0, 3.0]]))
     >>> np.round(y, 4)
     array([[-1.2247,  0.    ,  1.2247]])
+    >>> x, mean, rstd, gamma = cache
+    >>> mean.shape, rstd.shape
+    ((1,), (1,))
     """
     D = x.shape[-1]
     mean = x.sum(axis=-1, keepdims=True) / D  # ...,1   mu
@@ -60,7 +68,7 @@ def forward(x, gamma=None, beta=None, eps=1e-5):
     y = x_hat if gamma is None else x_hat * gamma  # ...,D
     if beta is not None:
         y = y + beta
-    return y, (x, mean, rstd, gamma)
+    return y, (x, mean[..., 0], rstd[..., 0], gamma)  # mean, rstd: ...  one per row
 
 
 def backward(dy, cache):
@@ -69,8 +77,8 @@ def backward(dy, cache):
     Parameters
     ----------
     dy : ndarray, shape (..., D)
-    cache : tuple
-        The cache from :func:`forward`.
+    cache : tuple (x, mean, rstd, gamma)
+        The cache from :func:`forward`; ``mean`` and ``rstd`` of shape (...,), one per row.
 
     Returns
     -------
@@ -95,6 +103,7 @@ def backward(dy, cache):
     True
     """
     x, mean, rstd, gamma = cache
+    mean, rstd = mean[..., None], rstd[..., None]  # ...,1   one per row, to broadcast
     D = x.shape[-1]
     lead = tuple(range(x.ndim - 1))
     x_hat = (x - mean) * rstd  # ...,D   recomputed: the cache keeps x, not x_hat

@@ -48,8 +48,35 @@ def test_never_mutates(case):
     gradcheck.central_difference(x, gamma, beta, dy)
     gradcheck.complex_step(x, gamma, beta, dy)
     gradcheck.check_gradients(layer_norm_forward, layer_norm_backward, x, gamma, beta, dy)
+    gradcheck.check_gradients(reference.forward, reference.backward, x, gamma, beta, dy)
     for a, c in zip(case, copies):
         np.testing.assert_array_equal(a, c)
+
+
+def test_never_mutates_even_if_the_code_under_test_does(case):
+    # the forward and backward under test get private copies, so their bugs stay theirs
+    def forward(x, gamma, beta, eps):
+        y, cache = reference.forward(x, gamma, beta, eps)
+        x *= 2.0
+        return y, cache
+
+    def backward(dy, cache):
+        out = reference.backward(dy, cache)
+        dy[...] = 0.0
+        return out
+
+    x, gamma, beta, dy = case
+    copies = [a.copy() for a in case]
+    gradcheck.check_gradients(forward, backward, x, gamma, beta, dy)
+    for a, c in zip(case, copies):
+        np.testing.assert_array_equal(a, c)
+
+
+def test_default_step_is_cube_root_of_unit_roundoff():
+    u = gradcheck.unit_roundoff()
+    assert u == 2.0**-53 == np.finfo(np.float64).eps / 2
+    a = np.array([0.0, 0.5, -3.0])
+    np.testing.assert_array_equal(gradcheck.default_step(a), np.cbrt(u) * np.array([1.0, 1.0, 3.0]))
 
 
 def test_check_gradients_passes_lnlib(case):
@@ -58,6 +85,33 @@ def test_check_gradients_passes_lnlib(case):
     assert report.worst() < 1e-13
     report = gradcheck.check_gradients(layer_norm_forward, layer_norm_backward, x, None, None)
     assert report.dgamma is None and report.dbeta is None and report.dx < 1e-13
+
+
+def test_check_gradients_differentiates_the_forward_it_is_given(case):
+    x, gamma, beta, dy = case
+    # a forward that accepts complex input is itself differentiated
+    good = gradcheck.check_gradients(reference.forward, reference.backward, x, gamma, beta, dy)
+    assert good.worst() < 1e-13 and good.differentiated == "lnlib.reference.forward"
+
+    def doubled(x, gamma, beta, eps):  # wrong: twice LayerNorm, with LayerNorm's cache
+        y, cache = reference.forward(x, gamma, beta, eps)
+        return 2 * y, cache
+
+    wrong = gradcheck.check_gradients(doubled, reference.backward, x, gamma, beta, dy)
+    assert wrong.differentiated.endswith("doubled")
+    assert wrong.y == 0.0 and 0.4 < wrong.dx < 0.6  # the backward gives half the derivative of 2y
+
+    # lnlib's forward refuses complex input: the complex step goes through reference.forward, and a
+    # wrong real-only forward is caught by the y error
+    def doubled_lnlib(x, gamma, beta, eps):
+        y, cache = layer_norm_forward(x, gamma, beta, eps)
+        return 2 * y, cache
+
+    ok = gradcheck.check_gradients(layer_norm_forward, layer_norm_backward, x, gamma, beta, dy)
+    assert ok.differentiated == "lnlib.reference.forward" and ok.y < 1e-14
+    wrong = gradcheck.check_gradients(doubled_lnlib, layer_norm_backward, x, gamma, beta, dy)
+    assert wrong.differentiated == "lnlib.reference.forward"
+    assert wrong.dx < 1e-13 and wrong.y == 1.0 and wrong.worst() == wrong.y  # |2y - y| / |y|
 
 
 def _buggy_backward(dy, cache):
@@ -71,7 +125,10 @@ def test_sum_loss_hides_a_bug_random_dy_catches_it(case):
     x, _, beta, _ = case
     gamma = np.ones(x.shape[-1])  # a freshly initialised layer
     ones = np.ones_like(x)  # the loss y.sum()
-    # with dy = 1 the true dx is zero (LayerNorm's rows sum to a constant) and so is the buggy one
+    # with dy = 1 and a constant gamma, g = gamma is constant, so g - mean(g) = 0 and
+    # mean(g x_hat) = 0: the true dx is zero, and so is the buggy one
+    dx_random_gamma = gradcheck.complex_step(x, np.linspace(0.5, 2.0, x.shape[-1]), beta, ones)[0]
+    assert np.max(np.abs(dx_random_gamma)) > 1e-2  # not zero in general
     _, cache = layer_norm_forward(x, gamma, beta)
     dx_true = gradcheck.complex_step(x, gamma, beta, ones)[0]
     dx_buggy = _buggy_backward(ones, cache)[0]

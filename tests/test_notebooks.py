@@ -58,3 +58,26 @@ def test_chapter_has_a_figure_and_asserts(path):
     code = "\n".join("".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "code")
     assert "```{glue:figure}" in _markdown(path)
     assert "assert " in code
+
+
+PART1 = [p for p in NOTEBOOKS if p.name == "quickstart.ipynb" or p.name[:2] in {"01", "02", "03", "04", "05"}]
+HIDDEN_INPUT = {"remove-input", "hide-input", "remove-cell"}
+MAX_VISIBLE = 80
+
+
+def test_part1_notebooks_found():
+    assert len(PART1) == 6
+
+
+@pytest.mark.parametrize("path", PART1, ids=lambda p: p.name)
+def test_visible_code_lines_fit(path):
+    """Code a reader sees (cells not tagged remove-input, hide-input or remove-cell) fits 80 columns."""
+    nb = json.loads(path.read_text())
+    too_long = []
+    for i, cell in enumerate(nb["cells"]):
+        if cell["cell_type"] != "code" or HIDDEN_INPUT & set(cell.get("metadata", {}).get("tags", [])):
+            continue
+        for n, line in enumerate("".join(cell["source"]).splitlines(), 1):
+            if len(line) > MAX_VISIBLE:
+                too_long.append(f"cell {i} line {n} ({len(line)} chars): {line.strip()[:60]}")
+    assert not too_long, f"{path.name}: visible code lines over {MAX_VISIBLE} characters:\n" + "\n".join(too_long)

@@ -20,7 +20,17 @@ def test_reference_matches_public_on_benign_rows(rng):
 def test_reference_cache_is_llmc_minimum(rng):
     x = rng.standard_normal((4, 8))
     _, (cx, mean, rstd, gamma) = reference.forward(x)
-    assert cx is x and mean.shape == rstd.shape == (4, 1) and gamma is None
+    assert cx is x and mean.shape == rstd.shape == (4,) and gamma is None
+
+
+def test_reference_statistics_are_one_per_row_like_lnlib(rng):
+    # one convention: mean and rstd have the shape of x without its last axis, as lnlib's cache.rstd
+    x = rng.standard_normal((2, 3, 8))
+    _, (_, mean, rstd, _) = reference.forward(x)
+    _, cache = layer_norm_forward(x)
+    assert mean.shape == rstd.shape == cache.rstd.shape == (2, 3)
+    np.testing.assert_allclose(mean, x.mean(axis=-1), rtol=1e-15)
+    np.testing.assert_allclose(rstd, cache.rstd, rtol=1e-14)
 
 
 def test_reference_float32_loses_digits_at_offset_and_public_does_not(rng):
