@@ -300,3 +300,17 @@ def test_contract_holds_on_generated_inputs(p):
         assert max_rel_error(got, exact) <= tol or correctly_rounded(got, exact, x.dtype.type) or abs_err <= slack
     # NaN and Inf stay in their row: that row of y and dx is NaN, every other row is as computed above
     assert np.all(np.isnan(y[~finite_rows])) and np.all(np.isnan(dx[~finite_rows]))
+
+
+def test_check_gradients_uses_the_eps_it_is_given(rng):
+    from lnlib.gradcheck import check_gradients
+
+    x = 0.3 * rng.standard_normal((3, 6))  # variance near eps = 0.5, so eps matters
+    gamma, beta, dy = rng.standard_normal(6), rng.standard_normal(6), rng.standard_normal((3, 6))
+    assert check_gradients(layer_norm_forward, layer_norm_backward, x, gamma, beta, dy, eps=0.5).worst() < 1e-12
+
+    def forward_ignoring_eps(x, gamma=None, beta=None, eps=1e-5):
+        return layer_norm_forward(x, gamma, beta, 1e-5)
+
+    report = check_gradients(forward_ignoring_eps, layer_norm_backward, x, gamma, beta, dy, eps=0.5)
+    assert report.worst() > 1e-3
