@@ -323,8 +323,11 @@ def layer_norm_backward(dy, cache):
     calls give bit-identical results. Each row of ``dy`` (and ``gamma``, and ``dy`` as a whole for the
     sums over rows) is first scaled by a power of two, which is exact, so no intermediate sum
     overflows: ``dy`` near 1e308 gives the finite ``dx`` it should. Overflow of the output dtype
-    itself gives +-inf without a warning, as in the forward. A NaN or Inf in one row of ``dy`` or ``x`` makes that row of
-    ``dx`` NaN and, because they sum over rows, ``dgamma`` and ``dbeta`` too (as in PyTorch).
+    itself gives +-inf without a warning, as in the forward.
+
+    NaN and Inf, as in PyTorch: one in a row of ``x`` makes that row of ``dx`` NaN and, through
+    x_hat, all of ``dgamma``; ``dbeta`` never sees ``x`` and stays finite. One in ``dy`` makes its
+    row of ``dx`` NaN and only its own column of ``dgamma`` and ``dbeta``.
 
     Examples
     --------

@@ -15,9 +15,11 @@ from . import reference, typical
 from .layernorm import layer_norm_backward, layer_norm_forward
 from .oracle import layer_norm_longdouble
 
-__all__ = ["CASES", "implementations", "error", "run", "Result"]
+__all__ = ["CASES", "SHIFTED_FLOAT32", "implementations", "error", "run", "Result"]
 
 EPS = 1e-5
+#: the column that runs lnlib's shifted two-pass algorithm entirely in float32
+SHIFTED_FLOAT32 = "shifted two-pass (float32)"
 
 
 def _case(rows, D, dtype, offset=0.0, scale=1.0, constant=None, beta_scale=1.0):
@@ -35,19 +37,20 @@ def _case(rows, D, dtype, offset=0.0, scale=1.0, constant=None, beta_scale=1.0):
     return make
 
 
-#: name -> (description, maker(rng) -> (x, gamma, beta, dy))
+#: name -> (description, maker(rng) -> (x, gamma, beta, dy)); N(mu, sigma^2) names the rows' mean and
+#: variance (not standard deviation)
 CASES: dict[str, tuple[str, Callable]] = {
     "unit rows": ("float32, 64 x 1024, N(0, 1)", _case(64, 1024, np.float32)),
     "offset 1e2": ("float32, rows N(1e2, 1)", _case(64, 1024, np.float32, offset=1e2)),
     "offset 1e4": ("float32, rows N(1e4, 1)", _case(64, 1024, np.float32, offset=1e4)),
     "offset 1e6": ("float32, rows N(1e6, 1)", _case(64, 1024, np.float32, offset=1e6)),
     "constant rows": ("float32, 16 x 768, every element 1234.5678", _case(16, 768, np.float32, constant=1234.5678)),
-    "D = 1": ("float32, 64 x 1", _case(64, 1, np.float32, scale=100.0)),
-    "D = 2": ("float32, 64 x 2, spread 1e3", _case(64, 2, np.float32, scale=1e3)),
+    "D = 1": ("float32, 64 x 1, N(0, 1e4)", _case(64, 1, np.float32, scale=100.0)),
+    "D = 2": ("float32, 64 x 2, N(0, 1e6)", _case(64, 2, np.float32, scale=1e3)),
     "huge 1e20": ("float32, rows N(0, 1e40): squares overflow float32", _case(16, 1024, np.float32, scale=1e20)),
     "tiny 1e-20": ("float32, rows N(0, 1e-40), beta = 0: squares underflow, eps dominates",
                    _case(16, 1024, np.float32, scale=1e-20, beta_scale=0.0)),
-    "long rows": ("float32, 4 x 65536 at offset 1e4", _case(4, 65536, np.float32, offset=1e4)),
+    "long rows": ("float32, 4 x 65536, N(1e4, 1)", _case(4, 65536, np.float32, offset=1e4)),
     "float16 offset 100": ("float16, rows N(100, 1)", _case(64, 1024, np.float16, offset=100.0)),
 }
 
@@ -55,6 +58,25 @@ CASES: dict[str, tuple[str, Callable]] = {
 def _lnlib(x, gamma, beta, dy):
     y, cache = layer_norm_forward(x, gamma, beta, EPS)
     return y, layer_norm_backward(dy, cache)[0]
+
+
+def _shifted_float32(x, gamma, beta, dy):
+    # lnlib's shift and two passes, every operation in float32 (as a GPU kernel
+    # computes); no power-of-two scaling and no closed form for D = 2. float16
+    # inputs are widened to float32 and the results rounded once.
+    f32, dtype = np.float32, x.dtype
+    x, gamma, beta, dy = (a.astype(f32) for a in (x, gamma, beta, dy))
+    D = f32(x.shape[-1])
+    d = x - x[:, :1]  # the shift: the row's offset goes before any sum
+    xc = d - d.sum(-1, keepdims=True) / D  # first pass: centred values
+    var = (xc * xc).sum(-1, keepdims=True) / D  # second pass
+    rstd = f32(1) / np.sqrt(var + f32(EPS))
+    x_hat = xc * rstd
+    g = dy * gamma
+    g_mean = g.sum(-1, keepdims=True) / D
+    gx_mean = (g * x_hat).sum(-1, keepdims=True) / D
+    dx = rstd * (g - g_mean - x_hat * gx_mean)
+    return (x_hat * gamma + beta).astype(dtype), dx.astype(dtype)
 
 
 def _plain(x, gamma, beta, dy):
@@ -93,6 +115,7 @@ def implementations() -> dict[str, Callable]:
     """name -> fn(x, gamma, beta, dy) -> (y, dx); PyTorch only where it imports."""
     impls = {
         "lnlib": _lnlib,
+        SHIFTED_FLOAT32: _shifted_float32,
         "textbook two-pass (input dtype)": _plain,
         "typical online (eps 1e-8)": _typical,
         "one-pass E[x²]-E[x]²": _one_pass,

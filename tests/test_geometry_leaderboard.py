@@ -27,12 +27,40 @@ def test_true_surrogate_is_lnlib_backward(rng):
         geometry.surrogate_dx("other", dy, cache.x_hat, cache.rstd)
 
 
+def test_surrogates_drop_what_they_say(rng):
+    x, dy, gamma = rng.standard_normal((4, 16)), rng.standard_normal((4, 16)), rng.standard_normal(16)
+    _, cache = layer_norm_forward(x, gamma)
+    g = dy * gamma
+    scale = geometry.surrogate_dx("scale", g, cache.x_hat, cache.rstd)
+    np.testing.assert_allclose(scale, cache.rstd[:, None] * g, rtol=1e-15)
+    centred = geometry.surrogate_dx("center_scale", g, cache.x_hat, cache.rstd)
+    np.testing.assert_allclose(centred.sum(-1), 0, atol=1e-12)  # the mean part is gone
+    assert np.array_equal(geometry.surrogate_dx("identity", g, cache.x_hat, cache.rstd), g)
+
+
+def test_random_fraction_is_one_over_d_on_average(rng):
+    g = rng.standard_normal((4000, 32)) + 3.0  # any g: the direction is what is random
+    f = geometry.random_fraction(g, np.random.default_rng(1))
+    assert f.shape == (4000,) and np.all((f >= 0) & (f <= 1))
+    assert abs(f.mean() * 32 - 1) < 0.1
+
+
+def test_recording_does_not_change_training():
+    kw = dict(steps=20, width=16, depth=2, batch=32, seed=3)
+    recorded, bare = geometry.train_mlp(**kw), geometry.train_mlp(record=False, **kw)
+    np.testing.assert_array_equal(recorded["loss"], bare["loss"])
+    assert recorded["test_loss"] == bare["test_loss"]
+    assert not np.any(bare["random"]) and np.all(recorded["random"] > 0)
+
+
 def test_training_learns_and_records():
     h = geometry.train_mlp(steps=150, width=32, depth=2, batch=64, seed=1)
     assert h["loss"][-20:].mean() < 0.5 * h["loss"][:5].mean()
     for k in ("mean", "radial", "rest"):
         assert h["energy"][k].shape == (150, 2)
+    assert set(h["cos"]) == set(geometry.SURROGATES[1:])
     assert np.all(h["cos"]["center_scale"] <= 1 + 1e-12) and np.all(h["cos"]["identity"] > 0)
+    assert np.all(np.abs(h["random"].mean(0) * 32 - 1) < 0.2)  # the baseline: 1/D on average
     with pytest.raises(ValueError, match="backward"):
         geometry.train_mlp(steps=1, backward="nope")
 
@@ -50,6 +78,34 @@ def test_leaderboard_lnlib_wins_or_ties_everywhere():
             if name != "lnlib" and np.isfinite(r.y):
                 assert ours.y <= r.y * 1.01 + 1e-7, (case, name)
                 assert ours.dx <= r.dx * 1.01 + 1e-7, (case, name)
+
+
+def test_shifted_float32_column_separates_algorithm_from_precision():
+    col, textbook = leaderboard.SHIFTED_FLOAT32, "textbook two-pass (input dtype)"
+    cases = ["unit rows", "offset 1e6", "constant rows", "long rows", "huge 1e20", "D = 2",
+             "float16 offset 100"]
+    s = {(r.case, r.impl): r for r in leaderboard.run(cases=cases)}
+    # the shift makes the offset harmless in float32, where the textbook algorithm loses 5 digits
+    for case in ("unit rows", "offset 1e6", "long rows"):
+        assert s[case, col].y < 3e-7 and s[case, col].dx < 3e-7, case
+    assert s["offset 1e6", textbook].y > 1e4 * s["offset 1e6", col].y
+    assert s["constant rows", col].y == 0
+    # what it leaves out: the power-of-two scaling (squares of 1e20 overflow) and D = 2's closed form
+    assert s["huge 1e20", col].y > 0.5 and s["D = 2", col].dx > 0.1
+    assert s["float16 offset 100", col].y <= 2.0**-11
+
+
+def test_shifted_float32_computes_in_float32(rng):
+    x, dy = rng.standard_normal((8, 64)), rng.standard_normal((8, 64))
+    gamma, beta = rng.standard_normal(64), rng.standard_normal(64)
+    y, dx = leaderboard._shifted_float32(x, gamma, beta, dy)  # float64 in: float64 out, float32 inside
+    y64, cache = layer_norm_forward(x, gamma, beta)
+    dx64 = layer_norm_backward(dy, cache)[0]
+    assert y.dtype == np.float64 and dx.dtype == np.float64
+    assert 1e-9 < leaderboard.error(y, y64) < 1e-6 and 1e-9 < leaderboard.error(dx, dx64) < 1e-6
+    y32, dx32 = leaderboard._shifted_float32(*(a.astype(np.float32) for a in (x, gamma, beta, dy)))
+    np.testing.assert_array_equal(y32, y.astype(np.float32))
+    np.testing.assert_array_equal(dx32, dx.astype(np.float32))
 
 
 def test_leaderboard_error_metric():
