@@ -1,27 +1,38 @@
-r"""Five ways to compute a row's mean and (population) variance, and how they fail.
+r"""Five ways to compute a row's mean and (population) variance, and how large their errors are.
 
 Each function takes ``x`` of shape (..., D), reduces over the last axis, works in ``dtype``
 (float32 or float64: the input is converted once, exactly or rounded as that type must) and returns
 ``(mean, var)`` of shape (...,). The cancellation chapter runs them all at growing offsets.
 
-=========== ============================================ ===========================================
-function    formula                                      relative error of var, roughly
-=========== ============================================ ===========================================
-naive       E[x^2] - E[x]^2, one pass                    u * kappa^2 (kappa = |mean|/std); can be < 0
-two_pass    mean first, then E[(x - mean)^2]             u + (u * kappa)^2
-welford     running mean and M2, one pass, sequential    u * kappa * D (the running mean drifts)
-shifted     E[(x-K)^2] - E[x-K]^2 with K = x[..., 0]     u * kappa_K^2, kappa_K = |mean-K|/std ~ 1
-pairwise    Chan-Golub-LeVeque merge of halves           u * kappa * log2(D)
-=========== ============================================ ===========================================
+Sums are NumPy's: blocked pairwise summation, whose longest chain of additions is
+:func:`numpy_sum_depth` (21 for 1024 terms), not n - 1 as for a loop. With ``u`` the unit round-off
+of ``dtype``, ``r = u/sqrt(8 ln 2) ~ 0.42 u`` the root-mean-square of one rounding error relative to
+the value rounded, and ``kappa = sqrt(1 + mean^2/var)`` the condition number of the variance, the
+typical (root-mean-square) relative error of the variance of rows of n values is
+(:func:`typical_error`; derived in the chapter):
 
-``u`` is the unit round-off of ``dtype``; the bounds are from Chan, Golub and LeVeque (1983).
+=========== ============================================ ==============================================
+function    formula                                      typical relative error of var
+=========== ============================================ ==============================================
+naive       E[x^2] - E[x]^2, one pass                    sqrt(11) r kappa^2; can be < 0
+two_pass    mean first, then E[(x - mean)^2]             sqrt(2) r (+) 2 sqrt(3) (r kappa)^2
+welford     running mean and M2, one pass, sequential    r sqrt(n/3) (+) 0.82 r kappa (+) 1.34 n (r kappa)^2/6
+shifted     E[(x-K)^2] - E[x-K]^2 with K = x[..., 0]     sqrt(40) r, whatever kappa
+pairwise    Chan-Golub-LeVeque merge of halves           sqrt(2) r (+) 2 r kappa sqrt(log2(n)/n)
+                                                         (+) log2(n) (r kappa)^2
+=========== ============================================ ==============================================
+
+``a (+) b`` is ``sqrt(a^2 + b^2)``: independent errors add in quadrature. The worst-case bounds of
+Chan, Golub and LeVeque (1983) have the same shape with the summation's depth ``h`` for the constants:
+``(3h + 2) u kappa^2`` for naive, ``(h + 3) u + (h u kappa)^2`` for two-pass.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["naive", "two_pass", "welford", "shifted", "pairwise", "METHODS"]
+__all__ = ["naive", "two_pass", "welford", "shifted", "pairwise", "METHODS", "numpy_sum_depth",
+           "typical_error"]
 
 
 def _as(x, dtype):
@@ -70,8 +81,10 @@ def welford(x, dtype=np.float64):
 
     .. math:: \delta = x_k - m_{k-1},\quad m_k = m_{k-1} + \delta/k,\quad M_k = M_{k-1} + \delta(x_k - m_k)
 
-    Stable against cancellation, but the running mean absorbs one rounding error per step, so in
-    float32 with a large offset its error grows with D.
+    Stable against cancellation. Every update rounds the running mean at the magnitude of the mean,
+    and later updates scale an error made at step j by j/k; the final mean is off by about
+    ``r |mean| sqrt(D/3)`` and the variance by about ``0.82 r kappa`` (see :func:`typical_error`).
+    ``M2`` is a sequential sum, so even on centred data its error grows like ``sqrt(D)``.
 
     Examples
     --------
@@ -150,3 +163,74 @@ def pairwise(x, dtype=np.float64):
 
 #: name -> function, in the order the book presents them
 METHODS = {"naive": naive, "two_pass": two_pass, "welford": welford, "shifted": shifted, "pairwise": pairwise}
+
+
+def numpy_sum_depth(n: int) -> int:
+    """Longest chain of additions one term goes through in NumPy's sum of ``n`` contiguous values.
+
+    NumPy sums a contiguous axis pairwise: blocks of at most 128 values are summed by eight running
+    accumulators (one per eighth element), which are then added pairwise, and longer runs are halved
+    (at a multiple of 8) until they fit a block. The worst-case error of the sum is about
+    ``numpy_sum_depth(n) * u * sum(|x|)``; for a loop it is ``(n - 1) u sum(|x|)``.
+
+    Examples
+    --------
+    >>> [numpy_sum_depth(n) for n in (4, 64, 128, 1024, 2**20)]
+    [3, 10, 18, 21, 31]
+    """
+    if n < 8:
+        return max(n - 1, 0)
+    if n <= 128:
+        return (n // 8 - 1) + 3 + n % 8  # accumulator, three pairwise levels, the tail
+    half = n // 2 - (n // 2) % 8
+    return 1 + max(numpy_sum_depth(half), numpy_sum_depth(n - half))
+
+
+#: root-mean-square of one rounding error relative to the value rounded, in units of u
+#: (error uniform over half a spacing either side; values spread evenly in log scale)
+RMS_ROUNDING = 1 / np.sqrt(8 * np.log(2))
+
+
+def typical_error(method, kappa, n, dtype=np.float64):
+    r"""Root-mean-square relative error of the variance ``method`` computes, in the rounding model.
+
+    The model: every rounding changes its result v by an independent error of root-mean-square
+    ``r |v|`` with ``r = RMS_ROUNDING * u``, and independent errors add in quadrature. Sums are
+    NumPy's pairwise sums, whose relative error is about ``sqrt(2) r`` (the last additions dominate:
+    one at the full sum, two at half of it, ..., variances 1 + 1/2 + 1/4 + ... = 2).
+
+    Parameters
+    ----------
+    method : str
+        A key of :data:`METHODS`.
+    kappa : float or ndarray
+        Condition number ``sqrt(1 + mean^2/var)`` of the rows.
+    n : int
+        Row length.
+    dtype : float32 or float64
+
+    Examples
+    --------
+    >>> float(typical_error("naive", 1e3, 1024, np.float32)) > 1e-2 > float(
+    ...     typical_error("two_pass", 1e3, 1024, np.float32))
+    True
+    """
+    u = np.finfo(dtype).eps / 2
+    r = RMS_ROUNDING * u
+    kappa = np.asarray(kappa, dtype=float)
+    e = r * kappa  # one rounding at the magnitude of the mean, in units of the standard deviation
+    lg = np.log2(n)
+    if method == "naive":  # sum of squares, twice the mean's error, rounding of mean^2
+        out = np.sqrt(2 + 8 + 1) * r * kappa**2
+    elif method == "two_pass":  # sum of squared deviations; the mean's error, squared
+        out = np.sqrt(2 * r**2 + 12 * e**4)
+    elif method == "welford":  # M2 summed in a loop; damped drift, first and second order
+        # (the second-order bias sum_k e_k^2 has mean n e^2/6 and an RMS sqrt(1.8) times that)
+        out = np.sqrt(r**2 * n / 3 + (2 / 3) * e**2 + 1.8 * (n * e**2 / 6) ** 2)
+    elif method == "shifted":  # naive on x - K, kappa_K^2 = 1 + z^2, z ~ N(0, 1), averaged
+        out = np.sqrt(2 * 6 + 9 * 3 + 1) * r + 0 * kappa
+    elif method == "pairwise":  # merges: pairwise sum; delta's error, first and second order
+        out = np.sqrt(2 * r**2 + 4 * e**2 * lg / n + (lg * e**2) ** 2)
+    else:
+        raise ValueError(f"method must be one of {list(METHODS)}, got {method!r}")
+    return out[()]

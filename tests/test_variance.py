@@ -59,24 +59,96 @@ def test_error_ordering_at_offsets(rng, offset):
     var, _ = exact_var(x)
     err = {n: float(np.max(np.abs(f(x, np.float32)[1] - var) / var)) for n, f in METHODS}
     u = np.finfo(np.float32).eps / 2
-    n, kappa = 512, offset  # condition number |mean| / std
-    # Chan, Golub and LeVeque (1983): textbook one-pass ~ n u kappa^2, two-pass ~ n u + (n u kappa)^2,
-    # pairwise ~ u kappa log2(n)
-    assert err["naive"] <= n * u * kappa**2
-    assert err["two_pass"] <= n * u + (n * u * kappa) ** 2
-    assert err["pairwise"] <= 4 * u * kappa * np.log2(n)
+    kappa = np.hypot(1, offset)  # condition number sqrt(1 + mean^2/var)
+    h = variance.numpy_sum_depth(512)  # NumPy sums pairwise: depth log2(n) + 11, not n - 1
+    # worst-case bounds (Chan, Golub and LeVeque 1983, with NumPy's summation depth for n)
+    assert err["naive"] <= (3 * h + 2) * u * kappa**2 + u
+    assert err["two_pass"] <= (h + 3) * u + (h * u * kappa) ** 2
+    assert err["pairwise"] <= 4 * u * kappa * np.log2(512)
     # and the difference the chapter is about: orders of magnitude
     assert err["naive"] > 10 * err["two_pass"]
     assert err["naive"] > 10 * err["shifted"]
 
 
+@pytest.mark.parametrize("name", list(variance.METHODS))
+@pytest.mark.parametrize("dtype,offsets", [(np.float32, [1.0, 1e2, 1e3, 3e3]),
+                                           (np.float64, [1.0, 1e3, 1e6, 1e9])])
+def test_typical_error_model_within_factor_3(name, dtype, offsets):
+    # the RMS over rows of the relative error follows lnlib.variance.typical_error
+    rng = np.random.default_rng(2)
+    for off in offsets:
+        x = (off + rng.standard_normal((64, 1024))).astype(dtype)
+        var, _ = exact_var(x)
+        rel = (variance.METHODS[name](x, dtype)[1] - var) / var
+        rms = float(np.sqrt(np.mean(rel.astype(float) ** 2)))
+        model = float(variance.typical_error(name, np.hypot(1, off), 1024, dtype))
+        assert 1 / 3 < rms / model < 3, (off, rms, model)
+
+
+def test_typical_error_rejects_unknown_method():
+    with pytest.raises(ValueError, match="method"):
+        variance.typical_error("kahan", 10.0, 8)
+
+
+def _numpy_pairwise(a):
+    """NumPy's float summation order, written out (numpy/_core/src/umath/loops_utils.h.src)."""
+    n, t = len(a), a.dtype.type
+    if n < 8:
+        res = t(0)
+        for v in a:
+            res = t(res + v)
+        return res
+    if n <= 128:
+        r = list(a[:8])
+        i = 8
+        while i < n - n % 8:
+            r = [t(r[j] + a[i + j]) for j in range(8)]
+            i += 8
+        res = t(t(t(r[0] + r[1]) + t(r[2] + r[3])) + t(t(r[4] + r[5]) + t(r[6] + r[7])))
+        for v in a[i:]:
+            res = t(res + v)
+        return res
+    half = n // 2 - (n // 2) % 8
+    return t(_numpy_pairwise(a[:half]) + _numpy_pairwise(a[half:]))
+
+
+@pytest.mark.parametrize("n", [5, 37, 128, 130, 1000, 1024])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_numpy_sum_is_blocked_pairwise(rng, n, dtype):
+    # the summation order the book's error models (and numpy_sum_depth) assume
+    x = (1e3 + rng.standard_normal((3, n))).astype(dtype)
+    assert [_numpy_pairwise(row) for row in x] == list(x.sum(-1))
+
+
+def test_numpy_sum_depth_bounds_the_error(rng):
+    assert [variance.numpy_sum_depth(n) for n in (1, 7, 8, 128, 1024, 4096)] == [0, 6, 3, 18, 21, 23]
+    u = np.finfo(np.float32).eps / 2
+    for n in (100, 1024, 5000):
+        x = (1e3 + rng.standard_normal((64, n))).astype(np.float32)
+        exact = x.astype(np.longdouble).sum(-1)
+        bound = variance.numpy_sum_depth(n) * u * np.abs(x).astype(np.longdouble).sum(-1)
+        assert np.all(np.abs(x.sum(-1) - exact) <= bound)
+
+
 def test_welford_drifts_in_float32_with_long_rows(rng):
-    # the running mean absorbs a rounding per element; pairwise merging does not
+    # every update rounds the running mean; later updates damp the error made at step j by j/D,
+    # so the mean ends about r |mean| sqrt(D/3) off; pairwise merging stays at sqrt(2) r |mean|
     x = (1e4 + rng.standard_normal((8, 8192))).astype(np.float32)
     var, _ = exact_var(x)
     e_w = np.max(np.abs(variance.welford(x, np.float32)[1] - var) / var)
     e_p = np.max(np.abs(variance.pairwise(x, np.float32)[1] - var) / var)
     assert e_w > 3 * e_p
+
+
+def test_welford_mean_drift_follows_the_damped_model(rng):
+    D = 4096
+    x = (1e3 + rng.standard_normal((64, D))).astype(np.float32)
+    exact = x.astype(np.longdouble).mean(-1)
+    s = float(np.spacing(np.float32(1e3)))  # one rounding of the running mean: RMS s / sqrt(12)
+    rms_w = float(np.sqrt(np.mean((variance.welford(x, np.float32)[0] - exact) ** 2)))
+    rms_p = float(np.sqrt(np.mean((variance.pairwise(x, np.float32)[0] - exact) ** 2)))
+    assert 2 / 3 < rms_w / (s / np.sqrt(12) * np.sqrt(D / 3)) < 1.5
+    assert 2 / 3 < rms_p / (s / np.sqrt(6)) < 1.5
 
 
 def test_float64_all_stable_methods_good_at_1e6(rng):
