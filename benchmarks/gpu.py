@@ -1,4 +1,4 @@
-"""GPU benchmark: lnlib.cuda, its earlier versions, PyTorch eager and torch.compile, against the copy line.
+"""GPU benchmark: lnlib.cuda, chapter 10's kernels, PyTorch eager and torch.compile, against the copy line.
 
     python benchmarks/gpu.py --out DIR [--quick] [--no-compile]
 
@@ -8,6 +8,10 @@ with CUDA events after warm-up (median of the timed calls). Bytes are the minimu
 move (lnlib.cuda.timing.min_bytes): forward 2*M*D*s + 8*M + 2*D*s, backward 3*M*D*s + 8*M + 3*D*s.
 The 100% line is a device-to-device cudaMemcpy measured (bytes read + written) at the start and at the end of the run.
 Writes gpu-<device>-<date>.json with provenance; never edit it by hand.
+
+With --versions it also measures the kernels of the book's chapter 10 (lnlib/cuda/versions.cu, float32),
+as impl "lnlib.v0" ... "lnlib.v4" (forward) and "lnlib.b0", "lnlib.b1" (backward), each at the row
+lengths it takes (lnlib.cuda.versions.launch_config); "lnlib" is the production kernel (layernorm.cu).
 """
 
 from __future__ import annotations
@@ -33,13 +37,17 @@ from lnlib.cuda.timing import (  # noqa: E402,F401 (also used by tune*.py)
 try:
     import torch
     import torch.nn.functional as F
-
-    # repeated backward calls on one compiled graph need its buffers kept (retain_graph=True)
-    import torch._functorch.config
-
-    torch._functorch.config.donated_buffer = False
 except ImportError:  # lnlib alone can still be measured
     torch = None
+
+
+def _configure_torch_compile():
+    """Called by main() only, so that importing this module (tune*.py do) changes no torch setting:
+    repeated backward calls on one compiled graph need its buffers kept (retain_graph=True)."""
+    if torch is not None:
+        import torch._functorch.config
+
+        torch._functorch.config.donated_buffer = False
 
 D_LIST = [256, 1024, 4096, 8192, 16384, 65536]
 EPS = 1e-5
@@ -76,14 +84,19 @@ def measure_accuracy(M=256, D=4096, offsets=(0.0, 1e2, 1e3, 1e4, 1e5, 1e6)):
         y, cache = lncuda.layer_norm_forward(x, g, b, EPS)
         dx = lncuda.layer_norm_backward(dy, cache)[0]
         out.append({"impl": "lnlib", "offset": off, "y": rel_err(y, ref[0]), "dx": rel_err(dx, ref[1])})
-        yv = versions.forward("v3", x, g, b, EPS)
+        # chapter 10's one-pass statistics (v3), and the shifted two-pass ones (v4, and b1 on them)
+        yv = versions.forward("v3", x, g, b, EPS)[0]
         out.append({"impl": "lnlib.v3", "offset": off, "y": rel_err(yv, ref[0]), "dx": None})
+        yv, mean, rstd = versions.forward("v4", x, g, b, EPS)
+        dxv = versions.backward("b1", dy, x, g, mean, rstd)[0]
+        out.append({"impl": "lnlib.v4", "offset": off, "y": rel_err(yv, ref[0]), "dx": None})
+        out.append({"impl": "lnlib.b1", "offset": off, "y": None, "dx": rel_err(dxv, ref[1])})
         if torch is not None:
             xt, gt, bt, dyt = (torch.from_dlpack(a) for a in (x, g, b, dy))
             yt, mt, rt = torch.ops.aten.native_layer_norm(xt, [D], gt, bt, EPS)
             dxt = torch.ops.aten.native_layer_norm_backward(dyt, xt, [D], mt, rt, gt, bt, [True, False, False])[0]
             out.append({"impl": "torch", "offset": off, "y": rel_err(as_cupy(yt), ref[0]), "dx": rel_err(as_cupy(dxt), ref[1])})
-        print("accuracy", out[-3:] if torch is not None else out[-2:], flush=True)
+        print("accuracy", [a for a in out if a["offset"] == off], flush=True)
     return out
 
 
@@ -110,12 +123,14 @@ def provenance(args, git_commit):
 
 
 def main():
+    _configure_torch_compile()
     ap = argparse.ArgumentParser()
-    ap.add_argument("--out", default="benchmarks/results")
+    ap.add_argument("--out", default="lnlib/results")
     ap.add_argument("--quick", action="store_true", help="fewer shapes and repetitions")
     ap.add_argument("--no-compile", action="store_true", help="skip torch.compile")
     ap.add_argument("--dtypes", default="float32,bfloat16")
-    ap.add_argument("--versions", action="store_true", help="also the book's kernel versions (float32)")
+    ap.add_argument("--versions", action="store_true",
+                    help="also chapter 10's kernels, lnlib/cuda/versions.cu (float32)")
     args = ap.parse_args()
     git_commit = os.environ.get("LNLIB_GIT_COMMIT", "unknown")
     out = Path(args.out)
@@ -155,18 +170,23 @@ def main():
                    lambda: max(rel_err(as_cupy(a), r) for a, r in zip(grads, (ref[1], ref[2], ref[3]))))
             del y, cache, grads
             if args.versions and dtype == "float32":
-                for v in versions.FORWARD[:-1]:
+                # chapter 10's kernels (versions.cu), each at the row lengths it takes
+                for v in versions.FORWARD + versions.BACKWARD:
                     try:
-                        yv = versions.forward(v, x, g, b, EPS)
+                        versions.launch_config(v, D)
                     except ValueError:
                         continue  # this version cannot take this D
-                    record(f"lnlib.{v}", "forward", lambda: versions.forward(v, x, g, b, EPS), lambda: rel_err(yv, ref[0]))
-                    del yv
-                mean, rstd = versions.v0_statistics(x)
-                gv = versions.backward_unfused_rowsums(x, dy, g, mean, rstd)
-                record("lnlib.b0", "backward", lambda: versions.backward_unfused_rowsums(x, dy, g, mean, rstd),
-                       lambda: max(rel_err(a, r) for a, r in zip(gv, (ref[1], ref[2], ref[3]))))
-                del gv, mean, rstd
+                    if v in versions.FORWARD:
+                        yv = versions.forward(v, x, g, b, EPS)[0]
+                        record(f"lnlib.{v}", "forward", lambda: versions.forward(v, x, g, b, EPS),
+                               lambda: rel_err(yv, ref[0]))
+                        del yv
+                    else:  # timed from the statistics of the forward it follows (b0: v0, b1: v4)
+                        _, mean, rstd = versions.forward(versions.SAVED_BY[v], x, g, b, EPS)
+                        gv = versions.backward(v, dy, x, g, mean, rstd)
+                        record(f"lnlib.{v}", "backward", lambda: versions.backward(v, dy, x, g, mean, rstd),
+                               lambda: max(rel_err(a, r) for a, r in zip(gv, (ref[1], ref[2], ref[3]))))
+                        del gv, mean, rstd
             if torch is not None:
                 xt, gt, bt, dyt = (a if isinstance(a, torch.Tensor) else torch.from_dlpack(a) for a in (x, g, b, dy))
                 yt, mt, rt = torch.ops.aten.native_layer_norm(xt, [D], gt, bt, EPS)

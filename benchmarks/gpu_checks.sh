@@ -1,18 +1,18 @@
 #!/usr/bin/env bash
 # Every GPU check and measurement in one call (device time is scarce), each step's log under OUTDIR:
 #
-#   LNLIB_GIT_COMMIT=$(git rev-parse --short HEAD) bash benchmarks/gpu_checks.sh OUTDIR [STEP...]
+#   LNLIB_GIT_COMMIT=$(git rev-parse HEAD) bash benchmarks/gpu_checks.sh OUTDIR [STEP...]
 #
 # STEP: tests (the GPU tests), sanitize (memcheck and racecheck), variants (benchmarks/tune_variants.py),
 # bench (benchmarks/gpu.py --versions, the JSON the book plots). Default: all four, in that order.
 # A device call is limited to 10 minutes: if all four do not fit, run "tests sanitize" in one call and
-# "variants" and "bench" in further ones. Copy a new gpu-*.json into benchmarks/results to update the book.
+# "variants" and "bench" in further ones. Copy a new gpu-*.json into lnlib/results to update the book.
 set -uo pipefail
 out=${1:?usage: gpu_checks.sh OUTDIR [tests sanitize variants bench]}
 shift
 steps=${*:-tests sanitize variants bench}
 mkdir -p "$out"
-export LNLIB_GIT_COMMIT=${LNLIB_GIT_COMMIT:-$(git rev-parse --short HEAD 2>/dev/null || echo unknown)}
+export LNLIB_GIT_COMMIT=${LNLIB_GIT_COMMIT:-$(git rev-parse HEAD 2>/dev/null || echo unknown)}
 nvidia-smi >"$out/nvidia-smi.txt" 2>&1
 status=0
 run() {

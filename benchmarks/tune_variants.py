@@ -1,6 +1,6 @@
 """Measure the kernel variants that lnlib.cuda.kernels.variants lists against the chosen layout.
 
-    python benchmarks/tune_variants.py [--out benchmarks/results/experiments/variants] [--dtypes float32,bfloat16]
+    python benchmarks/tune_variants.py [--out lnlib/results/experiments/variants] [--dtypes float32,bfloat16]
 
 The variants (see RowConfig in lnlib/cuda/kernels.py): ``bufs=2`` alternates two reduction slots so a
 reduction needs one barrier instead of two; ``merge`` (cluster forward) combines the blocks' (mean,
@@ -48,7 +48,7 @@ def label(cfg: K.RowConfig) -> str:
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--out", default="benchmarks/results/experiments/variants")
+    ap.add_argument("--out", default="lnlib/results/experiments/variants")
     ap.add_argument("--dtypes", default="float32,bfloat16")
     ap.add_argument("--D", default=",".join(map(str, K.BENCH_D)))
     ap.add_argument("--reps", type=int, default=10)

@@ -1,7 +1,8 @@
-"""Reading and drawing the recorded GPU benchmark (benchmarks/results/gpu-*.json).
+"""Reading and drawing the recorded GPU benchmark (``lnlib/results/gpu-*.json``).
 
 The JSON files are written by ``benchmarks/gpu.py`` on a real GPU and never edited; the book's GPU
-chapter reads them through these helpers when it has no GPU of its own.
+chapter reads them through these helpers when it has no GPU of its own. They ship inside the
+package (package data), so the chapter works from an installed ``lnlib`` as from a clone.
 """
 
 from __future__ import annotations
@@ -9,7 +10,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-RESULTS = Path(__file__).resolve().parents[1] / "benchmarks" / "results"
+#: where the recorded results live: inside the package, so an installed lnlib has them too
+RESULTS = Path(__file__).resolve().parent / "results"
 REQUIRED = {"device", "driver", "cuda", "cupy", "torch", "date", "command", "git_commit"}
 ROW_FIELDS = {"impl", "pass", "dtype", "rows", "cols", "seconds", "bytes", "gbps"}
 

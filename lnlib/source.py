@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import ast
 import inspect
+import re
 import textwrap
+from pathlib import Path
 
-__all__ = ["source_text", "show_source"]
+__all__ = ["source_text", "show_source", "cuda_section", "show_cuda_section"]
 
 
 def source_text(obj, *, docstring: bool = False, signature: bool = True) -> str:
@@ -73,3 +75,64 @@ def show_source(obj, *, docstring: bool = False, signature: bool = True, languag
     from IPython.display import Code
 
     return Code(source_text(obj, docstring=docstring, signature=signature), language=language)
+
+
+def cuda_section(path, name: str) -> str:
+    r"""The lines between ``// BEGIN name`` and ``// END name`` in a CUDA C++ file, as text.
+
+    The book shows kernels this way, so that the page shows the code that is compiled and tested.
+
+    Parameters
+    ----------
+    path : str or Path
+        The source file.
+    name : str
+        The section's name, as written after ``BEGIN`` and ``END`` (no spaces).
+
+    Returns
+    -------
+    str
+        The lines strictly between the two markers, ending in a newline.
+
+    Raises
+    ------
+    ValueError
+        If the section is missing, not closed, marked more than once, or empty.
+
+    Examples
+    --------
+    >>> import pathlib, tempfile
+    >>> p = pathlib.Path(tempfile.mkdtemp()) / "add.cu"
+    >>> _ = p.write_text("// BEGIN add\n__device__ float add(float a, float b) { return a + b; }\n// END add\n")
+    >>> print(cuda_section(p, "add"), end="")
+    __device__ float add(float a, float b) { return a + b; }
+    """
+    lines = Path(path).read_text().splitlines()
+    marks = {kind: [i for i, line in enumerate(lines) if re.fullmatch(rf"\s*// {kind} {re.escape(name)}\s*", line)]
+             for kind in ("BEGIN", "END")}
+    if not marks["BEGIN"]:
+        raise ValueError(f"no section '// BEGIN {name}' in {path}")
+    if len(marks["BEGIN"]) > 1 or len(marks["END"]) > 1:
+        raise ValueError(f"section {name!r} is marked more than once in {path}")
+    if not marks["END"] or marks["END"][0] < marks["BEGIN"][0]:
+        raise ValueError(f"section {name!r} in {path} has no '// END {name}' after its BEGIN")
+    body = lines[marks["BEGIN"][0] + 1:marks["END"][0]]
+    if not any(line.strip() for line in body):
+        raise ValueError(f"section {name!r} in {path} is empty")
+    return "\n".join(body) + "\n"
+
+
+def show_cuda_section(path, name: str):
+    r"""An IPython ``Code`` object of :func:`cuda_section`, highlighted as CUDA on the page.
+
+    Examples
+    --------
+    >>> import pathlib, tempfile
+    >>> p = pathlib.Path(tempfile.mkdtemp()) / "add.cu"
+    >>> _ = p.write_text("// BEGIN add\n__device__ float add(float a, float b) { return a + b; }\n// END add\n")
+    >>> show_cuda_section(p, "add").language
+    'cuda'
+    """
+    from IPython.display import Code
+
+    return Code(cuda_section(path, name), language="cuda")

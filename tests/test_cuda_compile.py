@@ -2,11 +2,12 @@
 properties the book claims (no spills, 16-byte loads, fewer barriers): checked on the CPU, no GPU."""
 
 import functools
+import re
 
 import pytest
 
 from lnlib.cuda import kernels as K
-from lnlib.cuda import nvrtc
+from lnlib.cuda import nvrtc, versions
 
 pytestmark = pytest.mark.skipif(nvrtc.find_library(13) is None, reason="libnvrtc.so.13 not found (pip install nvidia-cuda-nvrtc)")
 needs_nvdisasm = pytest.mark.skipif(nvrtc.find_tool("nvdisasm") is None, reason="pip install nvidia-cuda-nvdisasm")
@@ -31,11 +32,11 @@ def test_every_instance_compiles(arch):
 
 def test_every_instance_compiles_for_volta_with_nvrtc12():
     # compute capability 7.0 (V100): NVRTC 13 cannot target it, so this uses NVRTC 12, as CuPy for
-    # CUDA 12 would on such a GPU; the chooser gives it the layouts it gives sm_75 (no clusters)
+    # CUDA 12 would on such a GPU; the chooser gives it its own layouts (no clusters, 96 KB per block)
     if nvrtc.find_library(12) is None:
         pytest.skip("NVRTC 12 not installed (pip install nvidia-cuda-nvrtc-cu12)")
     assert nvrtc.nvrtc(12).version()[0] == 12
-    assert K.all_instances(70) == K.all_instances(75)
+    assert not any("cluster" in n for n in K.all_instances(70))
     cubin, usage = compiled("sm_70")
     assert cubin[:4] == b"\x7fELF" and set(usage) == set(K.all_instances(70))
     with pytest.raises(RuntimeError, match="nvrtcCompileProgram"):
@@ -72,11 +73,69 @@ def test_vector_kernels_use_16_byte_loads_and_stores():
                     assert (wide > 0) == vector, (name, wide)
 
 
-@pytest.mark.parametrize("arch", ["sm_75", "sm_90"])
-def test_versions_compile(arch):
-    names = ["v0_mean<true>", "v0_mean<false>", "v0_rstd<true>", "v0_rstd<false>", "v0_normalize",
-             "v0_bwd_rowsums", "v0_bwd_dx"]
-    assert K.compile_cubin(names, arch, "versions")[:4] == b"\x7fELF"
+@pytest.mark.parametrize("arch", ["sm_70", "sm_75", "sm_90"])
+def test_versions_compile_without_spills(arch):
+    # every kernel of chapter 10 that the launchers in versions.py can use; the register kernels may
+    # run 1024 threads a block, so they must fit in 64 registers a thread, and none may spill
+    if arch == "sm_70" and nvrtc.find_library(12) is None:
+        pytest.skip("NVRTC 12 not installed")
+    names = versions.instances()
+    cubin, usage = K.compile_report(names, arch, "versions")
+    assert cubin[:4] == b"\x7fELF" and set(usage) == set(names)
+    for n in names:
+        assert usage[n]["spill_stores"] == 0 and 0 < usage[n]["registers"] <= 64, (n, usage[n])
+
+
+@needs_nvdisasm
+def test_versions_3_and_4_load_16_bytes():
+    # the one thing version 3 adds to version 2, seen in the machine code: 16-byte loads and stores
+    names = ["v2_forward<2>", "v3_forward<2>", "v4_forward<2>"]
+    cubin, usage = K.compile_report(names, "sm_90", "versions")
+    code = nvrtc.sass(cubin)
+    wide = {n: sum(nvrtc.opcode(i).startswith(("LDG.E.128", "STG.E.128")) for i in code[usage[n]["mangled"]])
+            for n in names}
+    assert wide["v2_forward<2>"] == 0 and wide["v3_forward<2>"] > 0 and wide["v4_forward<2>"] > 0, wide
+
+
+def test_versions_launch_config_covers_the_row():
+    for version in versions.FORWARD + versions.BACKWARD:
+        for D in [*range(1, 300), 1000, 1024, 1028, 4096, 5000, 8192, 8196, 16380, 16384, 16388, 20000, 65536]:
+            try:
+                name, threads = versions.launch_config(version, D)
+            except ValueError as exc:
+                too_long = D > versions.MAX_D.get(version, 2**31)
+                assert too_long or version in ("v3", "v4") and D % 4, (version, D)
+                assert str(exc).startswith(version)
+                continue
+            assert name in versions.instances() and threads % 32 == 0 and 32 <= threads <= 1024
+            if "<" in name and version != "v0":  # a register kernel: N values (or vectors) a thread
+                per = 4 if version in ("v3", "v4") else 1
+                N = int(name.split("<")[1].rstrip(">"))
+                assert N * threads * per >= D and (N == 1 or (N // 2) * threads * per < D), (version, D, name)
+    with pytest.raises(ValueError, match="divisible by 4"):
+        versions.launch_config("v3", 1001)
+    with pytest.raises(ValueError, match="D <= 8192"):
+        versions.launch_config("b1", 16384)
+    with pytest.raises(ValueError, match="version must be one of"):
+        versions.launch_config("v5", 16)
+
+
+def test_versions_sections_are_marked():
+    # the chapter shows versions.cu by these sections (lnlib.source.cuda_section): every one is
+    # closed and non-empty, and every kernel the launchers use is inside one
+    from lnlib.source import cuda_section
+
+    path = K.SOURCES["versions"]
+    text = path.read_text()
+    begins = re.findall(r"^// BEGIN (\S+)$", text, flags=re.M)
+    ends = re.findall(r"^// END (\S+)$", text, flags=re.M)
+    assert begins == ends and len(set(begins)) == len(begins)
+    assert set(begins) >= {"v0-reduction", "v0", "block-sum", "v1", "v2", "float4", "v3", "v4", "b0", "b1"}
+    shown = "".join(cuda_section(path, name) for name in begins)
+    for kernel in {n.split("<")[0] for n in versions.instances()}:
+        assert re.search(rf"\b{kernel}\(", shown), kernel
+    with pytest.raises(ValueError, match="no section"):
+        cuda_section(path, "v9")
 
 
 def test_compile_error_is_reported():

@@ -81,3 +81,11 @@ def test_visible_code_lines_fit(path):
             if len(line) > MAX_VISIBLE:
                 too_long.append(f"cell {i} line {n} ({len(line)} chars): {line.strip()[:60]}")
     assert not too_long, f"{path.name}: visible code lines over {MAX_VISIBLE} characters:\n" + "\n".join(too_long)
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_no_python_domain_roles(path):
+    # the book has no API reference pages, so {func}`...` and {mod}`...` cannot resolve (-n fails)
+    import re
+
+    assert not re.findall(r"\{(?:py:)?(?:func|mod|class|meth|attr)\}`", _markdown(path))

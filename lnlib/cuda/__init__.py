@@ -7,8 +7,9 @@ tensors (float32, float16, bfloat16)::
     y, cache = cuda.layer_norm_forward(x, gamma, beta, eps=1e-5)
     dx, dgamma, dbeta = cuda.layer_norm_backward(dy, cache)
 
-The kernels' source is ``layernorm.cu`` beside this file (and ``versions.cu``, the book's earlier
-versions); ``kernels`` chooses a layout for each row length, ``nvrtc`` compiles and inspects the
+The kernels' source is ``layernorm.cu`` beside this file (and ``versions.cu``, the short kernels of
+the book's chapter 10, one idea each, which ``versions`` launches); ``kernels`` chooses a layout for
+each row length from the device's limits, ``api`` launches, ``nvrtc`` compiles and inspects the
 kernels without a GPU, ``timing`` measures them on one. Importing this module needs neither CuPy nor
 a GPU; calling it needs both.
 """

@@ -90,19 +90,35 @@ def _stream(t: _Tensor):
     return cupy.cuda.get_current_stream()
 
 
-@functools.lru_cache(maxsize=None)
 def _cc(device: int) -> int:
-    import cupy
-
-    return int(cupy.cuda.Device(device).compute_capability)
+    return K.device_limits(device).cc
 
 
-@functools.lru_cache(maxsize=None)
 def _sm_count(device: int) -> int:
-    # one attribute, not Device.attributes (which queries all of them: ~100 us on every call)
+    return K.device_limits(device).sm_count  # read once per device (one attribute query each)
+
+
+_warned: set = set()
+
+
+def _launch(kernel, name: str, grid, block, args, fallback, **kw):
+    """Launch ``kernel``; if the device refuses the launch (too many resources, too much shared
+    memory), warn once per kernel and run ``fallback()`` instead: a slower layout, never a wrong result."""
     import cupy
 
-    return cupy.cuda.runtime.deviceGetAttribute(cupy.cuda.runtime.cudaDevAttrMultiProcessorCount, device)
+    try:
+        kernel(grid, block, args, **kw)
+    except (cupy.cuda.driver.CUDADriverError, cupy.cuda.runtime.CUDARuntimeError) as err:
+        text = str(err)
+        if not any(k in text for k in ("TOO_MANY_RESOURCES", "INVALID_VALUE", "too many resources", "invalid argument")):
+            raise
+        if name not in _warned:
+            _warned.add(name)
+            import warnings
+
+            warnings.warn(f"lnlib.cuda: the device refused {name} ({text}); using the looped kernel, which needs less",
+                          RuntimeWarning, stacklevel=3)
+        fallback()
 
 
 def _p(t):
@@ -152,13 +168,10 @@ def _num_regs(name: str) -> int:
     return max(1, K.get_kernel(name).num_regs)
 
 
-def _persistent_grid(name: str, threads: int, smem: int, sms: int) -> int:
+def _persistent_grid(name: str, threads: int, smem: int, device: int) -> int:
     """As many blocks as the GPU holds at once, by threads, registers and shared memory."""
-    regs = _num_regs(name)
-    by_regs = 65536 // (regs * threads)
-    by_threads = 2048 // threads
-    by_smem = (227 * 1024) // smem if smem else 32
-    return sms * max(1, min(by_regs, by_threads, by_smem, 32))
+    limits = K.device_limits(device)
+    return limits.sm_count * limits.resident_blocks(threads, _num_regs(name), smem)
 
 
 def layer_norm_forward(x, gamma=None, beta=None, eps=1e-5, *, _config=None, _onepass=False):
@@ -197,6 +210,8 @@ def layer_norm_forward(x, gamma=None, beta=None, eps=1e-5, *, _config=None, _one
     bt = _check_param("beta", beta, xt)
     eps = check_eps(eps)
     M = math.prod(xt.shape[:-1])
+    if M > K.MAX_ROWS or D > 2**31 - 1:  # the kernels count rows and columns in 32-bit ints
+        raise ValueError(f"x must have at most {K.MAX_ROWS} rows and D < 2**31 for lnlib.cuda; got shape {xt.shape}")
     import cupy
 
     # allocate on x's device (CuPy allocates on the current one) and launch there
@@ -205,24 +220,25 @@ def layer_norm_forward(x, gamma=None, beta=None, eps=1e-5, *, _config=None, _one
         mean_shift = _empty(xt, (M,), "float32")
         rstd = _empty(xt, (M,), "float32")
         if M > 0:
-            cc = _cc(xt.device)
             aligned = all(t is None or t.ptr % 16 == 0 for t in (xt, gt, bt, y))
-            cfg = _config or K.choose(D, xt.dtype, False, cc, aligned)
+            cfg = _config or K.choose(D, xt.dtype, False, aligned=aligned, limits=K.device_limits(xt.device))
             name = K.forward_name(xt.dtype, cfg, _onepass)
             kernel = K.get_kernel(name)
             sms = _sm_count(xt.device)
             if cfg.kind == "looped":
                 grid = min(M, sms * 8)
             else:  # one block (or cluster) per group of rows: the block scheduler overlaps their phases
-                grid = min(math.ceil(M / cfg.RPB), (2**31 - 1) // cfg.C) * cfg.C
+                grid = min(K.forward_groups(M, cfg.RPB), (2**31 - 1) // cfg.C) * cfg.C
                 if cfg.blocks_per_sm > 0:  # a persistent grid instead: rows visited with a stride
                     grid = min(grid, max(1, sms * cfg.blocks_per_sm // cfg.C) * cfg.C)
                 elif cfg.blocks_per_sm < 0:  # as many blocks as are resident at once
-                    resident = _persistent_grid(name, cfg.threads, 0, sms)
+                    resident = _persistent_grid(name, cfg.threads, 0, xt.device)
                     grid = min(grid, max(1, resident // cfg.C) * cfg.C)
-            kernel((grid,), (cfg.threads,),
-                   (_p(xt), _p(gt), _p(bt), _p(y), _p(mean_shift), _p(rstd), np.int32(M), np.int32(D), np.float32(eps)),
-                   stream=_stream(xt))
+            args = (_p(xt), _p(gt), _p(bt), _p(y), _p(mean_shift), _p(rstd), np.int32(M), np.int32(D), np.float32(eps))
+            looped = K.forward_name(xt.dtype, K.RowConfig("looped"))
+            _launch(kernel, name, (grid,), (cfg.threads,), args,
+                    lambda: K.get_kernel(looped)((min(M, sms * 8),), (1024,), args, stream=_stream(xt)),
+                    stream=_stream(xt))
     version = int(xt.obj._version) if xt.kind == "torch" else None
     cache = LayerNormCudaCache(xt.obj, None if gt is None else gt.obj, mean_shift.obj, rstd.obj, bt is not None, version)
     return y.obj, cache
@@ -271,39 +287,51 @@ def layer_norm_backward(dy, cache, *, _config=None):
             return dx.obj, None if dgamma is None else dgamma.obj, None if dbeta is None else dbeta.obj
         ms = _as_tensor("cache", cache.mean_shift, ("float32",))
         rs = _as_tensor("cache", cache.rstd, ("float32",))
-        cc = _cc(xt.device)
         sms = _sm_count(xt.device)
         aligned = all(t is None or t.ptr % 16 == 0 for t in (xt, dyt, gt, dx))
-        cfg = _config or K.choose(D, xt.dtype, True, cc, aligned)
+        cfg = _config or K.choose(D, xt.dtype, True, aligned=aligned, limits=K.device_limits(xt.device))
         name = K.backward_name(xt.dtype, cfg)
         kernel = K.get_kernel(name)
+
+        def looped_backward():
+            lk = K.get_kernel(K.backward_name(xt.dtype, K.RowConfig("looped")))
+            lk((min(M, sms * 8),), (1024,), (_p(xt), _p(dyt), _p(gt), _p(ms), _p(rs), _p(dx), np.int32(M), np.int32(D)),
+               stream=stream)
+            if not want:
+                return None
+            P = min(64, math.ceil(M / 32))
+            part = _empty(xt, (2, P, D), "float32")
+            pk = K.get_kernel(f"ln_bwd_params_looped<{K.CTYPE[xt.dtype]}>")
+            pk((math.ceil(D / 32), P), (32, 32),
+               (_p(xt), _p(dyt), _p(ms), _p(rs), _p(part), np.uint64(part.ptr + 4 * P * D),
+                np.int32(M), np.int32(D)), stream=stream)
+            return part, P
+
         if cfg.kind == "looped":
-            grid = min(M, sms * 8)
-            kernel((grid,), (1024,), (_p(xt), _p(dyt), _p(gt), _p(ms), _p(rs), _p(dx), np.int32(M), np.int32(D)),
-                   stream=stream)
-            if want:
-                P = min(64, math.ceil(M / 32))
-                part = _empty(xt, (2, P, D), "float32")
-                pk = K.get_kernel(f"ln_bwd_params_looped<{K.CTYPE[xt.dtype]}>")
-                pk((math.ceil(D / 32), P), (32, 32),
-                   (_p(xt), _p(dyt), _p(ms), _p(rs), _p(part), np.uint64(part.ptr + 4 * P * D),
-                    np.int32(M), np.int32(D)), stream=stream)
+            part, P = looped_backward() or (None, 0)
         else:
-            smem = cfg.RPB * 2 * (D // cfg.C) * 4 if want else 0
+            smem = K.acc_smem_bytes(cfg, D) if want else 0
             if smem > 48 * 1024 and kernel.max_dynamic_shared_size_bytes < smem:
                 kernel.max_dynamic_shared_size_bytes = smem
-            grid = _persistent_grid(name, cfg.threads, smem, sms)
+            grid = _persistent_grid(name, cfg.threads, smem, xt.device)
             grid = (grid // cfg.C) * cfg.C
             rows_per_pass = (grid // cfg.C) * cfg.RPB
             if rows_per_pass > M:  # no more groups than rows
                 grid = max(1, math.ceil(M / cfg.RPB)) * cfg.C
             P = grid // cfg.C
             part = _empty(xt, (2, P, D), "float32") if want else None
-            kernel((grid,), (cfg.threads,),
-                   (_p(xt), _p(dyt), _p(gt), _p(ms), _p(rs), _p(dx),
-                    _p(part), np.uint64(part.ptr + 4 * P * D if want else 0),
-                    np.int32(M), np.int32(D)),
-                   stream=stream, shared_mem=smem)
+            fallback = {}
+
+            def refused():
+                fallback["part"] = looped_backward() or (None, 0)
+
+            _launch(kernel, name, (grid,), (cfg.threads,),
+                    (_p(xt), _p(dyt), _p(gt), _p(ms), _p(rs), _p(dx),
+                     _p(part), np.uint64(part.ptr + 4 * P * D if want else 0),
+                     np.int32(M), np.int32(D)),
+                    refused, stream=stream, shared_mem=smem)
+            if fallback:
+                part, P = fallback["part"]
         if want:
             ck = K.get_kernel(f"ln_col_sum<{K.CTYPE[xt.dtype]}>")
             for t, i in ((dgamma, 0), (dbeta, 1)):

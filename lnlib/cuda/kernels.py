@@ -25,7 +25,119 @@ ITEMSIZE = {"float32": 4, "float16": 2, "bfloat16": 2}
 MAX_BYTES_PER_THREAD = 64  # of each array a thread keeps in registers: 16 float32 or 32 16-bit values
 MAX_TPR = 1024
 MAX_FLOATS_1024 = 32  # values a thread of a 1024-thread block can hold (x, or x and dy) without spilling
-SMEM_ACC_LIMIT = 160 * 1024  # dynamic shared memory for the backward's dgamma/dbeta accumulators
+# Dynamic shared memory for the backward's dgamma/dbeta accumulators: at most this (chosen on an
+# H100, where more would leave one block per SM), and never more than the device lets a block ask
+# for, less STATIC_SMEM_RESERVE for the kernels' own reduction buffers (checked against ptxas'
+# report by tests/test_cuda_compile.py).
+SMEM_ACC_LIMIT = 160 * 1024
+STATIC_SMEM_RESERVE = 2 * 1024
+
+
+@dataclass(frozen=True)
+class DeviceLimits:
+    """What a GPU allows one launch: the inputs of :func:`choose`, read from the device at run time.
+
+    Attributes
+    ----------
+    cc : int
+        Compute capability as 10 * major + minor (75 for a T4, 90 for an H100).
+    smem_per_block_optin : int
+        Bytes of shared memory (static + dynamic) one block may use once it opts in.
+    smem_per_sm : int
+        Bytes of shared memory of one SM.
+    regs_per_sm : int
+        32-bit registers of one SM (a block of T threads using R registers each needs R * T).
+    sm_count : int
+    clusters : bool
+        Whether thread-block clusters can be launched (compute capability 9.0 and newer).
+    threads_per_sm : int
+        Threads one SM holds at once (1024 on sm_75, 1536 on sm_86/sm_89, 2048 on the others).
+    """
+
+    cc: int
+    smem_per_block_optin: int
+    smem_per_sm: int
+    regs_per_sm: int
+    sm_count: int
+    clusters: bool
+    threads_per_sm: int = 2048
+
+    def resident_blocks(self, threads: int, registers: int, smem: int) -> int:
+        """Blocks of ``threads`` threads using ``registers`` each and ``smem`` bytes of dynamic shared
+        memory that one SM holds at once (at least 1, at most 32)."""
+        by_regs = self.regs_per_sm // (registers * threads)
+        by_threads = self.threads_per_sm // threads
+        by_smem = self.smem_per_block_optin // smem if smem else 32
+        return max(1, min(by_regs, by_threads, by_smem, 32))
+
+    @property
+    def acc_budget(self) -> int:
+        """Bytes of dynamic shared memory the backward's accumulators may take on this device."""
+        return min(SMEM_ACC_LIMIT, self.smem_per_block_optin - STATIC_SMEM_RESERVE)
+
+
+#: The published limits of each compute capability (CUDA C++ Programming Guide, "Technical
+#: Specifications per Compute Capability") with the SM count of one common GPU of each: for tests
+#: and for reasoning about a GPU you do not have. At run time the device's own values are used.
+KNOWN_LIMITS = {
+    70: DeviceLimits(70, 96 * 1024, 96 * 1024, 65536, 80, False, 2048),  # V100
+    75: DeviceLimits(75, 64 * 1024, 64 * 1024, 65536, 40, False, 1024),  # T4 (Colab)
+    80: DeviceLimits(80, 163 * 1024, 164 * 1024, 65536, 108, False, 2048),  # A100
+    86: DeviceLimits(86, 99 * 1024, 100 * 1024, 65536, 72, False, 1536),  # A10
+    89: DeviceLimits(89, 99 * 1024, 100 * 1024, 65536, 58, False, 1536),  # L4
+    90: DeviceLimits(90, 227 * 1024, 228 * 1024, 65536, 132, True, 2048),  # H100 SXM
+}
+
+
+def limits_for(cc: int) -> DeviceLimits:
+    """The :data:`KNOWN_LIMITS` of ``cc``, or of the newest known capability below it."""
+    known = [c for c in KNOWN_LIMITS if c <= cc]
+    if not known:
+        raise ValueError(f"cc must be a compute capability of at least 70 (Volta), got {cc}")
+    return KNOWN_LIMITS[max(known)]
+
+
+@functools.lru_cache(maxsize=None)
+def device_limits(device: int = 0) -> DeviceLimits:
+    """The limits of CUDA device ``device``, read from the device (needs CuPy and a GPU)."""
+    import cupy
+
+    get = cupy.cuda.runtime.deviceGetAttribute
+    rt = cupy.cuda.runtime
+    major = get(rt.cudaDevAttrComputeCapabilityMajor, device)
+    minor = get(rt.cudaDevAttrComputeCapabilityMinor, device)
+    return DeviceLimits(
+        cc=10 * major + minor,
+        smem_per_block_optin=get(97, device),  # cudaDevAttrMaxSharedMemoryPerBlockOptin
+        smem_per_sm=get(81, device),  # cudaDevAttrMaxSharedMemoryPerMultiprocessor
+        regs_per_sm=get(82, device),  # cudaDevAttrMaxRegistersPerMultiprocessor
+        sm_count=get(rt.cudaDevAttrMultiProcessorCount, device),
+        clusters=major >= 9,
+        threads_per_sm=get(39, device),  # cudaDevAttrMaxThreadsPerMultiProcessor
+    )
+
+
+#: Rows the kernels can walk. Their row counters are 32-bit ints (64-bit counters cost registers, and
+#: the measured kernels spill with them), so the launcher keeps every counter below 2**31: it refuses
+#: more rows than this and sizes grids with :func:`forward_groups`. Element offsets are 64-bit.
+MAX_ROWS = 2**31 - 2**21
+
+
+def forward_groups(M: int, RPB: int) -> int:
+    """Row groups (blocks, or clusters) for the forward's one-group-per-RPB-rows grid over M rows.
+
+    A group starts at row ``first = g * RPB`` and steps by ``stride = groups * RPB``; its counter
+    reaches at most ``M - 1 + stride``, so ``stride <= 2**31 - M`` keeps it a valid int. Below 2**30
+    rows that never binds; above, the grid shrinks and every group walks more rows.
+    """
+    if not 0 <= M <= MAX_ROWS:
+        raise ValueError(f"M must be between 0 and {MAX_ROWS} rows, got {M}")
+    return max(1, min(math.ceil(M / RPB), (2**31 - M) // RPB))
+
+
+def acc_smem_bytes(cfg: "RowConfig", D: int) -> int:
+    """Dynamic shared memory of the backward's dgamma/dbeta accumulators for ``cfg`` (0 if looped)."""
+    return 0 if cfg.kind == "looped" else cfg.RPB * 2 * (D // cfg.C) * 4
 
 
 def source(name: str = "layernorm") -> str:
@@ -105,16 +217,24 @@ def _pow2ceil(n: int) -> int:
     return 1 << max(0, math.ceil(math.log2(max(1, n))))
 
 
-@functools.lru_cache(maxsize=4096)
-def choose(D: int, dtype: str, backward: bool, cc: int = 90, aligned: bool = True, vector: bool = True) -> RowConfig:
-    """Pick the kernel layout for rows of length ``D``.
+def choose(D: int, dtype: str, backward: bool, cc: int = 90, aligned: bool = True, vector: bool = True,
+           limits: DeviceLimits | None = None) -> RowConfig:
+    """Pick the kernel layout for rows of length ``D`` on a device with ``limits``.
 
     Threads per row grow with D so that each thread holds two 16-byte vectors of each array (enough
     loads in flight, few enough registers), up to four once a row fills 1024 threads; short rows share
-    a block (RPB rows of TPR threads); longer rows are split over a cluster of C blocks on sm_90, or
-    looped over elsewhere. The constants were measured on an H100 (benchmarks/tune.py, tune_long.py).
+    a block (RPB rows of TPR threads); longer rows are split over a cluster of C blocks where the
+    device has clusters, or looped over elsewhere. The backward's accumulators are kept within the
+    device's shared memory per block. The constants were measured on an H100 (benchmarks/tune.py,
+    tune_long.py). A pure function: pass any :class:`DeviceLimits` (default: those of ``cc``).
     """
+    return _choose(D, dtype, backward, aligned, vector, limits or limits_for(cc))
+
+
+@functools.lru_cache(maxsize=8192)
+def _choose(D: int, dtype: str, backward: bool, aligned: bool, vector: bool, limits: DeviceLimits) -> RowConfig:
     s = ITEMSIZE[dtype]
+    budget = limits.acc_budget
     VW = 16 // s if (vector and aligned and D % (16 // s) == 0) else 1
     V = D // VW if VW > 1 else D
     cap = MAX_BYTES_PER_THREAD // s
@@ -133,7 +253,7 @@ def choose(D: int, dtype: str, backward: bool, cc: int = 90, aligned: bool = Tru
     held = N * VW * (2 if backward else 1)
     spills = TPR == MAX_TPR and (held > MAX_FLOATS_1024 if VW > 1 else not backward and N > MAX_FLOATS_1024 // 2)
     if N * VW > cap or spills:
-        if cc < 90 or VW == 1:
+        if not limits.clusters or VW == 1:
             return RowConfig("looped")
         # split the row over a cluster of C blocks of 512 threads (measured: benchmarks/tune_long.py)
         TPR = 512
@@ -143,12 +263,12 @@ def choose(D: int, dtype: str, backward: bool, cc: int = 90, aligned: bool = Tru
         N = math.ceil(V / C / TPR)
     RPB = max(1, min(32, 128 // TPR)) if C == 1 else 1  # blocks of 128 threads for short rows
     if backward:  # the accumulators of all RPB row groups must fit in shared memory
-        while RPB > 1 and RPB * 2 * (D // C) * 4 > SMEM_ACC_LIMIT:
+        while RPB > 1 and RPB * 2 * (D // C) * 4 > budget:
             RPB //= 2
-        if 2 * (D // C) * 4 > SMEM_ACC_LIMIT:
-            if cc < 90:
+        if 2 * (D // C) * 4 > budget:
+            if not limits.clusters:
                 return RowConfig("looped")
-            C2 = next((c for c in (2, 4, 8) if c > C and D % (c * VW) == 0 and 2 * (D // c) * 4 <= SMEM_ACC_LIMIT), 0)
+            C2 = next((c for c in (2, 4, 8) if c > C and D % (c * VW) == 0 and 2 * (D // c) * 4 <= budget), 0)
             if not C2:
                 return RowConfig("looped")
             C, TPR = C2, 512
@@ -228,15 +348,24 @@ def variants(D: int, dtype: str, backward: bool, cc: int = 90) -> list[RowConfig
     return out
 
 
+#: The row lengths whose chosen layouts are compiled and checked (tests/test_cuda_limits.py): every D
+#: up to 4096, then a dense sample to 2**18 (where the register and cluster layouts end), then powers
+#: of two and their neighbours to 2**20.
+INSTANCE_DS = tuple(sorted(
+    set(range(1, 4097)) | set(range(4096, 2**18 + 1, 97)) | {3 * 2**k for k in range(19)}
+    | {2**k + d for k in range(12, 21) for d in (-8, -1, 0, 1, 8)} | {100003}
+))
+
+
+@functools.lru_cache(maxsize=None)
 def all_instances(cc: int = 90, with_variants: bool = True) -> list[str]:
-    """Every template instance the chooser can pick for D in 1..2**20 and the supported dtypes, and
-    (``with_variants``) the :func:`variants` measured at the benchmark's row lengths."""
+    """Every template instance the chooser picks for D in :data:`INSTANCE_DS` and the supported
+    dtypes on a GPU of compute capability ``cc``, and (``with_variants``) the :func:`variants`
+    measured at the benchmark's row lengths."""
     names = set()
     for dtype in CTYPE:
         names.update({f"ln_col_sum<{CTYPE[dtype]}>", f"ln_bwd_params_looped<{CTYPE[dtype]}>"})
-        Ds = set(range(1, 65)) | {2**k for k in range(21)} | {3 * 2**k for k in range(19)} | {2**k + 8 for k in range(4, 20)}
-        Ds |= {100, 250, 300, 1000, 100003}
-        for D in sorted(Ds):
+        for D in INSTANCE_DS:
             for vector in (True, False):
                 for backward in (False, True):
                     names.add(kernel_name(dtype, choose(D, dtype, backward, cc, vector=vector), backward))

@@ -9,6 +9,12 @@ Two NVRTC versions are used: 13 (pip ``nvidia-cuda-nvrtc``, the one CuPy for CUD
 compute capability 7.5 and newer, and 12 (pip ``nvidia-cuda-nvrtc-cu12``) for 7.0, which NVRTC 13 no
 longer targets. A direct binding, rather than ``cupy_backends``' one, because that one returns the
 cubin one byte short (it treats it as a NUL-terminated string), which nvdisasm rejects.
+
+Why not NVIDIA's ``cuda-bindings`` (``cuda.bindings.nvrtc``): it loads one NVRTC per process, chosen
+by its own major version. Measured with cuda-bindings 13.5.0 and both libraries on the library path,
+``nvrtcVersion()`` reports 13.5; with only ``libnvrtc.so.12`` present it reports 12.9; there is no
+way to ask for the other one. The test suite compiles for sm_70 (NVRTC 12) and for sm_75 to sm_90
+(NVRTC 13) in one run, so it needs both at once, which the eight NVRTC calls bound here give.
 """
 
 from __future__ import annotations
@@ -143,7 +149,8 @@ def _run_tool(name: str, args, cubin: bytes) -> str:
 
 def ptxas_usage(log: str) -> dict[str, dict[str, int]]:
     """Per kernel (mangled name), from an NVRTC log compiled with ``--ptxas-options=-v``:
-    ``{"registers", "stack", "spill_stores", "spill_loads"}`` (bytes per thread for the last three).
+    ``{"registers", "stack", "spill_stores", "spill_loads", "smem"}`` (bytes per thread for stack and
+    spills; ``smem`` is the kernel's static shared memory in bytes per block).
 
     Spill stores mean the compiler ran out of registers and keeps values in (cached) local memory.
     """
@@ -151,7 +158,7 @@ def ptxas_usage(log: str) -> dict[str, dict[str, int]]:
     for line in log.splitlines():
         m = re.search(r"Function properties for (\S+)", line)
         if m:
-            cur = usage.setdefault(m.group(1), {"registers": 0, "stack": 0, "spill_stores": 0, "spill_loads": 0})
+            cur = usage.setdefault(m.group(1), {"registers": 0, "stack": 0, "spill_stores": 0, "spill_loads": 0, "smem": 0})
             continue
         m = re.search(r"(\d+) bytes stack frame, (\d+) bytes spill stores, (\d+) bytes spill loads", line)
         if m and cur is not None:
@@ -159,6 +166,8 @@ def ptxas_usage(log: str) -> dict[str, dict[str, int]]:
         m = re.search(r"Used (\d+) registers", line)
         if m and cur is not None:
             cur["registers"] = int(m.group(1))
+            smem = re.search(r"(\d+) bytes smem", line)
+            cur["smem"] = int(smem.group(1)) if smem else 0
     return usage
 
 
