@@ -350,3 +350,123 @@ def test_versions_bad_arguments():
         versions.forward("v1", x, x[0, :4], x[0])
     with pytest.raises(ValueError, match="divisible by 4"):
         versions.forward("v3", cp.ones((2, 6), cp.float32), x[0, :6], x[0, :6])
+
+
+# ---- inputs as readers have them, and other GPUs' layouts (issue: lnlib.cuda on every GPU) ----------
+
+
+def _check_torch(x, gamma, beta, dy, dtype):
+    """lnlib.cuda on torch tensors (any view) against long double on the same values."""
+    y, cache = api.layer_norm_forward(x, gamma, beta)
+    dx, dgamma, dbeta = api.layer_norm_backward(dy, cache)
+    to64 = lambda t: None if t is None else t.float().cpu().numpy().astype(np.float64)
+    ry, rdx, rdg, rdb = layer_norm_longdouble(to64(x), to64(gamma), to64(beta), 1e-5, to64(dy))
+    ty, tg = TOL[dtype]
+    assert max_rel_error(to64(y), ry) < ty and max_rel_error(to64(dx), rdx) < tg
+    for got, exact in ((dgamma, rdg), (dbeta, rdb)):
+        assert (got is None) == (exact is None)
+        if got is not None:
+            assert max_rel_error(to64(got), exact) < tg * np.sqrt(x.numel() / x.shape[-1])
+
+
+@pytest.mark.skipif(torch is None, reason="needs PyTorch")
+@pytest.mark.parametrize("dtype", ["float32", "float16", "bfloat16"])
+@pytest.mark.parametrize("D", [256, 1000, 4096])
+def test_misaligned_offset_and_non_contiguous_views(dtype, D):
+    dt = getattr(torch, dtype)
+    g = torch.Generator(device="cuda").manual_seed(D)
+    base = torch.randn(40 * (D + 3) + 1, device="cuda", generator=g).to(dt)
+    # a view that starts one element in: not 16-byte aligned, so the scalar layout must be used
+    x = base[1:1 + 40 * D].view(40, D)
+    dy = torch.randn(40, D, device="cuda", generator=g).to(dt)
+    gamma = torch.randn(D + 1, device="cuda", generator=g).to(dt)[1:]
+    beta = torch.randn(D, device="cuda", generator=g).to(dt)
+    _check_torch(x, gamma, beta, dy, dtype)
+    # non-contiguous: every other row of a wider tensor, and a transposed copy's transpose
+    wide = torch.randn(80, D, device="cuda", generator=g).to(dt)
+    _check_torch(wide[::2], gamma, beta, dy, dtype)
+    _check_torch(x.t().contiguous().t(), gamma, beta, dy, dtype)
+
+
+@pytest.mark.skipif(torch is None, reason="needs PyTorch")
+@pytest.mark.parametrize("which", ["gamma only", "beta only"])
+def test_gamma_without_beta_and_beta_without_gamma(which):
+    g = torch.Generator(device="cuda").manual_seed(7)
+    x = torch.randn(64, 768, device="cuda", generator=g)
+    dy = torch.randn(64, 768, device="cuda", generator=g)
+    p = torch.randn(768, device="cuda", generator=g)
+    gamma, beta = (p, None) if which == "gamma only" else (None, p)
+    _check_torch(x, gamma, beta, dy, "float32")
+
+
+@pytest.mark.skipif(torch is None, reason="needs PyTorch")
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+@pytest.mark.parametrize("D", [1024, 16384, 65536])
+def test_16_bit_with_rows_enough_for_persistent_and_cluster_kernels_to_loop(dtype, D):
+    # enough rows that the persistent backward grid and the cluster grids walk several rows per block
+    limits = api.K.device_limits(torch.cuda.current_device())
+    M = 4 * limits.sm_count * 32
+    M = max(M, 8 * limits.sm_count) if D >= 16384 else M
+    dt = getattr(torch, dtype)
+    g = torch.Generator(device="cuda").manual_seed(D)
+    x = (3 + torch.randn(M, D, device="cuda", generator=g)).to(dt)
+    dy = torch.randn(M, D, device="cuda", generator=g).to(dt)
+    gamma = (1 + 0.5 * torch.randn(D, device="cuda", generator=g)).to(dt)
+    beta = torch.randn(D, device="cuda", generator=g).to(dt)
+    _check_torch(x, gamma, beta, dy, dtype)
+
+
+@pytest.mark.parametrize("cc", [70, 75, 80, 86, 89])
+@pytest.mark.parametrize("backward", [False, True])
+def test_other_architectures_layouts_under_their_shared_memory_limit(poisoned, cc, backward):
+    # On this GPU, run the layouts the chooser picks for another architecture's limits, with the
+    # dynamic shared memory each may use capped at that architecture's opt-in limit: what a T4, an
+    # A100 or an L4 would run (the code is compiled for this GPU, so registers may differ slightly).
+    here = api.K.device_limits(cp.cuda.Device().id)
+    other = api.K.limits_for(cc)
+    if other.smem_per_block_optin > here.smem_per_block_optin:
+        pytest.skip(f"sm_{cc} allows more shared memory per block than this GPU")
+    rng = np.random.default_rng(cc)
+    for D in (256, 1000, 4096, 8192, 16384, 65536):
+        cfg = api.K.choose(D, "float32", backward, limits=other)
+        if backward:
+            assert api.K.acc_smem_bytes(cfg, D) + api.K.STATIC_SMEM_RESERVE <= other.smem_per_block_optin
+        x, gamma, beta, dy = _case(rng, 64, D, 100.0)
+        xg, gg, bg, dyg = (cp.asarray(a) for a in (x, gamma, beta, dy))
+        y, cache = api.layer_norm_forward(xg, gg, bg, _config=None if backward else cfg)
+        got = [y]
+        if backward:
+            got += list(api.layer_norm_backward(dyg, cache, _config=cfg))
+        ry, rdx, rdg, rdb = layer_norm_longdouble(x, gamma, beta, 1e-5, dy)
+        ty, tg = TOL["float32"]
+        assert max_rel_error(cp.asnumpy(got[0]), ry) < ty, (cc, D, cfg)
+        if backward:
+            for a, e in zip(got[1:], (rdx, rdg, rdb)):
+                assert max_rel_error(cp.asnumpy(a), e) < tg * 8, (cc, D, cfg)
+
+
+def test_a_refused_launch_falls_back_with_one_warning(monkeypatch):
+    # a device that refuses the chosen kernel (as a GPU with too little shared memory would) gets the
+    # looped kernel and one RuntimeWarning, and still the right answer
+    rng = np.random.default_rng(11)
+    x, gamma, beta, dy = _case(rng, 16, 4096, 10.0)
+    xg, gg, bg, dyg = (cp.asarray(a) for a in (x, gamma, beta, dy))
+    _, cache = api.layer_norm_forward(xg, gg, bg)
+    cfg = api.K.choose(4096, "float32", True, limits=api.K.device_limits(cp.cuda.Device().id))
+    name = api.K.backward_name("float32", cfg)
+    real = api.K.get_kernel
+
+    class Refusing:
+        max_dynamic_shared_size_bytes = 1 << 30
+        num_regs = real(name).num_regs
+
+        def __call__(self, *args, **kwargs):
+            raise cp.cuda.driver.CUDADriverError(1)  # CUDA_ERROR_INVALID_VALUE
+
+    monkeypatch.setattr(api.K, "get_kernel", lambda n, *a: Refusing() if n == name else real(n, *a))
+    api._warned.discard(name)
+    with pytest.warns(RuntimeWarning, match="refused"):
+        dx, dgamma, dbeta = api.layer_norm_backward(dyg, cache)
+    _, rdx, rdg, rdb = layer_norm_longdouble(x, gamma, beta, 1e-5, dy)
+    for a, e in zip((dx, dgamma, dbeta), (rdx, rdg, rdb)):
+        assert max_rel_error(cp.asnumpy(a), e) < 1e-4

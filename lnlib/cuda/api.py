@@ -101,16 +101,17 @@ def _sm_count(device: int) -> int:
 _warned: set = set()
 
 
-def _launch(kernel, name: str, grid, block, args, fallback, **kw):
-    """Launch ``kernel``; if the device refuses the launch (too many resources, too much shared
-    memory), warn once per kernel and run ``fallback()`` instead: a slower layout, never a wrong result."""
+def _launch(run, name: str, fallback):
+    """Call ``run()`` (which configures and launches kernel ``name``); if the device refuses it (too
+    many resources, more shared memory than a block may have), warn once per kernel and call
+    ``fallback()`` instead: a layout that needs less, slower, never a wrong result."""
     import cupy
 
     try:
-        kernel(grid, block, args, **kw)
+        run()
     except (cupy.cuda.driver.CUDADriverError, cupy.cuda.runtime.CUDARuntimeError) as err:
         text = str(err)
-        if not any(k in text for k in ("TOO_MANY_RESOURCES", "INVALID_VALUE", "too many resources", "invalid argument")):
+        if not any(k in text for k in ("OUT_OF_RESOURCES", "INVALID_VALUE", "too many resources", "invalid argument")):
             raise
         if name not in _warned:
             _warned.add(name)
@@ -236,9 +237,8 @@ def layer_norm_forward(x, gamma=None, beta=None, eps=1e-5, *, _config=None, _one
                     grid = min(grid, max(1, resident // cfg.C) * cfg.C)
             args = (_p(xt), _p(gt), _p(bt), _p(y), _p(mean_shift), _p(rstd), np.int32(M), np.int32(D), np.float32(eps))
             looped = K.forward_name(xt.dtype, K.RowConfig("looped"))
-            _launch(kernel, name, (grid,), (cfg.threads,), args,
-                    lambda: K.get_kernel(looped)((min(M, sms * 8),), (1024,), args, stream=_stream(xt)),
-                    stream=_stream(xt))
+            _launch(lambda: kernel((grid,), (cfg.threads,), args, stream=_stream(xt)), name,
+                    lambda: K.get_kernel(looped)((min(M, sms * 8),), (1024,), args, stream=_stream(xt)))
     version = int(xt.obj._version) if xt.kind == "torch" else None
     cache = LayerNormCudaCache(xt.obj, None if gt is None else gt.obj, mean_shift.obj, rstd.obj, bt is not None, version)
     return y.obj, cache
@@ -311,8 +311,6 @@ def layer_norm_backward(dy, cache, *, _config=None):
             part, P = looped_backward() or (None, 0)
         else:
             smem = K.acc_smem_bytes(cfg, D) if want else 0
-            if smem > 48 * 1024 and kernel.max_dynamic_shared_size_bytes < smem:
-                kernel.max_dynamic_shared_size_bytes = smem
             grid = _persistent_grid(name, cfg.threads, smem, xt.device)
             grid = (grid // cfg.C) * cfg.C
             rows_per_pass = (grid // cfg.C) * cfg.RPB
@@ -325,11 +323,15 @@ def layer_norm_backward(dy, cache, *, _config=None):
             def refused():
                 fallback["part"] = looped_backward() or (None, 0)
 
-            _launch(kernel, name, (grid,), (cfg.threads,),
-                    (_p(xt), _p(dyt), _p(gt), _p(ms), _p(rs), _p(dx),
-                     _p(part), np.uint64(part.ptr + 4 * P * D if want else 0),
-                     np.int32(M), np.int32(D)),
-                    refused, stream=stream, shared_mem=smem)
+            args = (_p(xt), _p(dyt), _p(gt), _p(ms), _p(rs), _p(dx),
+                    _p(part), np.uint64(part.ptr + 4 * P * D if want else 0), np.int32(M), np.int32(D))
+
+            def run():
+                if smem > 48 * 1024 and kernel.max_dynamic_shared_size_bytes < smem:
+                    kernel.max_dynamic_shared_size_bytes = smem  # refused where a block may not have it
+                kernel((grid,), (cfg.threads,), args, stream=stream, shared_mem=smem)
+
+            _launch(run, name, refused)
             if fallback:
                 part, P = fallback["part"]
         if want:
