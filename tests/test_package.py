@@ -59,3 +59,31 @@ def test_wheel_ships_the_results_and_sources(installed):
     assert not got["file"].startswith(str(ROOT)), "lnlib was imported from the repository, not the wheel"
     assert got["latest"].startswith(str(tmp)) and got["rows"] > 0 and got["device"]
     assert all(n > 1000 for n in got["sources"])
+
+
+@pytest.mark.parametrize("notebook", ["quickstart.ipynb", "10_gpu_kernels.ipynb"])
+def test_notebooks_run_from_the_installed_package(installed, notebook, monkeypatch):
+    # as a reader in Colab would: the notebook alone in a folder, lnlib from the wheel, a fresh kernel
+    import nbformat
+    from nbclient import NotebookClient
+
+    python, tmp = installed
+    spec = tmp / "jupyter" / "kernels" / "lnlib-wheel"  # a kernel that runs the new environment's python
+    spec.mkdir(parents=True, exist_ok=True)
+    (spec / "kernel.json").write_text(json.dumps({
+        "argv": [str(python), "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+        "display_name": "lnlib from its wheel", "language": "python"}))
+    monkeypatch.setenv("JUPYTER_PATH", str(tmp / "jupyter"))
+    folder = tmp / f"run-{notebook}"
+    folder.mkdir()
+    shutil.copy(ROOT / "book" / notebook, folder / notebook)
+    nb = nbformat.read(folder / notebook, as_version=4)
+    client = NotebookClient(nb, kernel_name="lnlib-wheel", timeout=600, resources={"metadata": {"path": str(folder)}})
+    client.execute()
+    lnlib_file = next(
+        (o["text"] for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
+         if o.get("name") == "stdout" and "LNLIB_FILE" in o.get("text", "")), None)
+    assert lnlib_file is None or str(ROOT) not in lnlib_file
+    errors = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
+              if o.get("output_type") == "error" or o.get("name") == "stderr"]
+    assert not errors, errors[:1]
