@@ -70,14 +70,16 @@ def launch_config(version: str, D: int) -> tuple[str, int]:
     if D < 1:
         raise ValueError(f"D must be >= 1, got {D}")
     if version in ("v0", "v1", "b0"):
-        return {"v0": "v0_mean<false>", "v1": "v1_forward", "b0": "b0_rowsums"}[version], THREADS
+        first = {"v0": "v0_mean<false>", "v1": "v1_forward", "b0": "b0_rowsums"}
+        return first[version], THREADS
     if D > MAX_D[version]:
-        raise ValueError(f"{version} holds the row in registers and takes D <= {MAX_D[version]}, got D = {D} "
-                         f"(lnlib.cuda.layer_norm_forward/backward take any D)")
+        raise ValueError(f"{version} holds the row in registers and takes "
+                         f"D <= {MAX_D[version]}, got D = {D} "
+                         "(lnlib.cuda.layer_norm_forward/backward take any D)")
     vector = version in ("v3", "v4")
     if vector and D % 4:
-        raise ValueError(f"{version} loads 16 bytes (4 floats) at a time and needs D divisible by 4, got D = {D} "
-                         f"(v2 takes any D <= {MAX_D['v2']})")
+        raise ValueError(f"{version} loads 16 bytes (4 floats) at a time and needs D "
+                         f"divisible by 4, got D = {D} (v2 takes any D <= {MAX_D['v2']})")
     per = 4 if vector else 1  # floats per load
     units = D // per  # float4 vectors or floats in a row
     threads = min(1024, 32 * math.ceil(D / (32 * VALUES_PER_THREAD)))
@@ -129,7 +131,8 @@ def forward(version: str, x, gamma, beta, eps: float = 1e-5, *, broken: bool = F
         raise ValueError("broken applies to v0 only")
     name, threads = launch_config(version, D)
     if version in ("v3", "v4") and any(a.data.ptr % 16 for a in (x, gamma, beta)):
-        raise ValueError(f"{version} loads 16 bytes at a time: x, gamma and beta must start on 16-byte boundaries")
+        raise ValueError(f"{version} loads 16 bytes at a time: "
+                         "x, gamma and beta must start on 16-byte boundaries")
     y = cupy.empty_like(x)
     mean = cupy.empty(M, cupy.float32)
     rstd = cupy.empty(M, cupy.float32)
@@ -140,7 +143,9 @@ def forward(version: str, x, gamma, beta, eps: float = 1e-5, *, broken: bool = F
         b = "true" if broken else "false"
         _kernel(f"v0_mean<{b}>")((M,), (threads,), (x, mean, m, d))
         _kernel(f"v0_rstd<{b}>")((M,), (threads,), (x, mean, rstd, m, d, e))
-        _kernel("v0_normalize")((math.ceil(M * D / threads),), (threads,), (x, gamma, beta, mean, rstd, y, m, d))
+        grid = math.ceil(M * D / threads)  # one thread per element
+        args = (x, gamma, beta, mean, rstd, y, m, d)
+        _kernel("v0_normalize")((grid,), (threads,), args)
     else:  # one block per row
         _kernel(name)((M,), (threads,), (x, gamma, beta, y, mean, rstd, d, e))
     return y, mean, rstd
@@ -153,7 +158,8 @@ def _resident_blocks(name: str, threads: int) -> int:
     from . import api
 
     sms = api._sm_count(cupy.cuda.Device().id)
-    regs = -(-max(1, _kernel(name).num_regs) // 8) * 8  # registers are handed out 8 at a time
+    regs = _kernel(name).num_regs
+    regs = -(-max(1, regs) // 8) * 8  # registers are handed out 8 at a time
     return sms * max(1, min(2048 // threads, 65536 // (regs * threads), 32))
 
 
@@ -168,28 +174,50 @@ def backward(version: str, dy, x, gamma, mean, rstd):
         raise TypeError(f"dy must be a contiguous float32 array of x's shape {x.shape}")
     if any(getattr(t, "shape", None) != (M,) or getattr(t, "dtype", None) != cupy.float32 for t in (mean, rstd)):
         raise TypeError(f"mean and rstd must be the float32 arrays of shape ({M},) that the forward saved")
-    name, threads = launch_config(version, D)
+    launch_config(version, D)  # a ValueError for an unknown version or a row too long
+    run = _backward_b0 if version == "b0" else _backward_b1
+    return run(dy, x, gamma, mean, rstd)
+
+
+def _backward_b0(dy, x, gamma, mean, rstd):
+    """b0: the row sums (one block per row), then dx and the atomics (one thread per element)."""
+    import cupy
+
+    M, D = x.shape
+    threads = THREADS
     dx = cupy.empty_like(x)
-    m, d = np.int32(M), np.int32(D)
-    if version == "b0":
-        dgamma = cupy.zeros(D, cupy.float32)  # the atomics add into these
-        dbeta = cupy.zeros(D, cupy.float32)
-        a = cupy.empty(M, cupy.float32)
-        b = cupy.empty(M, cupy.float32)
-        if M:
-            _kernel("b0_rowsums")((M,), (threads,), (x, dy, gamma, mean, rstd, a, b, m, d))
-            _kernel("b0_dx")((math.ceil(M * D / threads),), (threads,),
-                             (x, dy, gamma, mean, rstd, a, b, dx, dgamma, dbeta, m, d))
-        return dx, dgamma, dbeta
+    dgamma = cupy.zeros(D, cupy.float32)  # zeros: the atomics add into them
+    dbeta = cupy.zeros(D, cupy.float32)
+    a = cupy.empty(M, cupy.float32)  # each row's mean of g = gamma * dy
+    b = cupy.empty(M, cupy.float32)  # and of g * x_hat
+    if M:
+        m, d = np.int32(M), np.int32(D)
+        _kernel("b0_rowsums")((M,), (threads,), (x, dy, gamma, mean, rstd, a, b, m, d))
+        grid = math.ceil(M * D / threads)  # one thread per element
+        args = (x, dy, gamma, mean, rstd, a, b, dx, dgamma, dbeta, m, d)
+        _kernel("b0_dx")((grid,), (threads,), args)
+    return dx, dgamma, dbeta
+
+
+def _backward_b1(dy, x, gamma, mean_shift, rstd):
+    """b1: a persistent grid of P blocks, then the fixed-order sum of the (P, D) partial rows."""
+    import cupy
+
+    M, D = x.shape
+    name, threads = launch_config("b1", D)
+    dx = cupy.empty_like(x)
     if M == 0:
         return dx, cupy.zeros(D, cupy.float32), cupy.zeros(D, cupy.float32)
-    P = min(M, _resident_blocks(name, threads))  # a persistent grid: each block loops over rows
-    part = cupy.empty((2, P, D), cupy.float32)  # every block writes its row of both
-    _kernel(name)((P,), (threads,), (x, dy, gamma, mean, rstd, dx, part[0], part[1], m, d))
+    P = min(M, _resident_blocks(name, threads))  # as many blocks as the GPU holds at once
+    part = cupy.empty((2, P, D), cupy.float32)  # block p writes row p of both
+    m, d = np.int32(M), np.int32(D)
+    args = (x, dy, gamma, mean_shift, rstd, dx, part[0], part[1], m, d)
+    _kernel(name)((P,), (threads,), args)
     dgamma = cupy.empty(D, cupy.float32)
     dbeta = cupy.empty(D, cupy.float32)
-    for p, out in ((part[0], dgamma), (part[1], dbeta)):
-        _kernel("b1_sum_partials")((math.ceil(D / 256),), (256,), (p, np.int32(P), d, out))
+    for p, out in ((part[0], dgamma), (part[1], dbeta)):  # one thread per column
+        grid = math.ceil(D / 256)
+        _kernel("b1_sum_partials")((grid,), (256,), (p, np.int32(P), d, out))
     return dx, dgamma, dbeta
 
 
