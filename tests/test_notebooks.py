@@ -89,3 +89,12 @@ def test_no_python_domain_roles(path):
     import re
 
     assert not re.findall(r"\{(?:py:)?(?:func|mod|class|meth|attr)\}`", _markdown(path))
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_every_cell_has_an_id(path):
+    # nbformat 4.5 requires cell ids; without them every reader's Jupyter warns (and rewrites the file)
+    nb = json.loads(path.read_text())
+    assert (nb["nbformat"], nb["nbformat_minor"]) >= (4, 5)
+    ids = [c.get("id") for c in nb["cells"]]
+    assert all(ids) and len(set(ids)) == len(ids)
