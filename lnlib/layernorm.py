@@ -79,6 +79,15 @@ class LayerNormCache(NamedTuple):
         return self.x_hat.nbytes + self.rstd.nbytes + (0 if self.gamma is None else self.gamma.nbytes)
 
 
+def _exponents(a: np.ndarray, axis=None) -> np.ndarray:
+    """k with max|a| = m 2**k, 0.5 <= m < 1, over ``axis`` (kept as a length-1 axis): multiplying by
+    2**-k is exact and brings the largest magnitude into [0.5, 1). frexp gives k = 0 where the
+    maximum is 0, inf or nan; an empty ``a`` reduced over every axis gives 0 too."""
+    if axis is None and a.size == 0:
+        return np.zeros((), dtype=np.intc)
+    return np.frexp(np.max(np.abs(a), axis=axis, keepdims=axis is not None))[1]
+
+
 def _row_statistics(x: np.ndarray, eps: float) -> tuple[np.ndarray, np.ndarray]:
     """Return (x_hat, rstd) for a C-contiguous float64 array of shape (M, D).
 
@@ -91,8 +100,7 @@ def _row_statistics(x: np.ndarray, eps: float) -> tuple[np.ndarray, np.ndarray]:
        when the row's mean is 1e10 standard deviations away from zero.
     3. Two passes: the centred values are formed first and then squared, never E[x^2] - E[x]^2.
     """
-    amax = np.max(np.abs(x), axis=1, keepdims=True)  # M,1
-    _, k = np.frexp(amax)  # M,1 ints; amax = m 2**k with 0.5 <= m < 1 (k = 0 for 0, inf and nan)
+    k = _exponents(x, axis=1)  # M,1 ints
     x_s = np.ldexp(x, -k)  # M,D  |x_s| < 1
     d = x_s - x_s[:, :1]  # M,D  shifted by an element of the row
     xc_s = d - d.mean(axis=1, keepdims=True)  # M,D  centred, in scaled units
@@ -273,12 +281,7 @@ def _check_cache(cache) -> None:
         raise TypeError(f"cache.dtype must be numpy.dtype float16, float32 or float64, got {dtype!r}")
 
 
-def _exponents(a: np.ndarray, axis=None) -> np.ndarray:
-    """k with max|a| = m 2**k, 0.5 <= m < 1, over ``axis`` (0 where the maximum is 0, inf or nan)."""
-    with np.errstate(invalid="ignore"):
-        amax = np.max(np.abs(a), axis=axis, keepdims=axis is not None) if a.size else np.zeros(())
-    k = np.frexp(amax)[1]
-    return np.where(np.isfinite(amax), k, 0)
+
 
 
 def layer_norm_backward(dy, cache):

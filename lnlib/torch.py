@@ -46,28 +46,16 @@ _CPU_DTYPES = (torch.float16, torch.float32, torch.float64, torch.bfloat16)
 _CUDA_DTYPES = (torch.float16, torch.float32, torch.bfloat16)
 
 
-def _iter_or_empty(v):
-    try:
-        return list(v)
-    except TypeError:
-        return [None]  # not iterable: refused by the caller
-
-
 def _normalized_shape(normalized_shape) -> tuple[int, ...]:
     if isinstance(normalized_shape, numbers.Integral) and not isinstance(normalized_shape, bool):
-        normalized_shape = (int(normalized_shape),)
-    if isinstance(normalized_shape, (str, bytes)) or not all(
-        isinstance(n, numbers.Integral) and not isinstance(n, bool) for n in _iter_or_empty(normalized_shape)
-    ):
-        raise TypeError(
-            f"normalized_shape must be an int or a sequence of ints, got {normalized_shape!r}"
-        )
-    try:
-        shape = tuple(int(n) for n in normalized_shape)
-    except TypeError:
-        raise TypeError(
-            f"normalized_shape must be an int or a sequence of ints, got {type(normalized_shape).__name__}"
-        ) from None
+        normalized_shape = (normalized_shape,)
+    try:  # read once: a generator would be empty the second time
+        sizes = None if isinstance(normalized_shape, (str, bytes)) else list(normalized_shape)
+    except TypeError:  # not iterable
+        sizes = None
+    if sizes is None or not all(isinstance(n, numbers.Integral) and not isinstance(n, bool) for n in sizes):
+        raise TypeError(f"normalized_shape must be an int or a sequence of ints, got {normalized_shape!r}")
+    shape = tuple(int(n) for n in sizes)
     if not shape or any(n < 1 for n in shape):
         raise ValueError(f"normalized_shape must be non-empty with every size >= 1, got {shape}")
     return shape

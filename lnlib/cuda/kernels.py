@@ -135,9 +135,14 @@ def forward_groups(M: int, RPB: int) -> int:
     return max(1, min(math.ceil(M / RPB), (2**31 - M) // RPB))
 
 
+def _acc_bytes(RPB: int, D: int, C: int) -> int:
+    # a float dgamma and dbeta sum for each of a block's D // C columns, for each of its RPB rows
+    return RPB * 2 * (D // C) * 4
+
+
 def acc_smem_bytes(cfg: "RowConfig", D: int) -> int:
     """Dynamic shared memory of the backward's dgamma/dbeta accumulators for ``cfg`` (0 if looped)."""
-    return 0 if cfg.kind == "looped" else cfg.RPB * 2 * (D // cfg.C) * 4
+    return 0 if cfg.kind == "looped" else _acc_bytes(cfg.RPB, D, cfg.C)
 
 
 def source(name: str = "layernorm") -> str:
@@ -263,12 +268,12 @@ def _choose(D: int, dtype: str, backward: bool, aligned: bool, vector: bool, lim
         N = math.ceil(V / C / TPR)
     RPB = max(1, min(32, 128 // TPR)) if C == 1 else 1  # blocks of 128 threads for short rows
     if backward:  # the accumulators of all RPB row groups must fit in shared memory
-        while RPB > 1 and RPB * 2 * (D // C) * 4 > budget:
+        while RPB > 1 and _acc_bytes(RPB, D, C) > budget:
             RPB //= 2
-        if 2 * (D // C) * 4 > budget:
+        if _acc_bytes(1, D, C) > budget:
             if not limits.clusters:
                 return RowConfig("looped")
-            C2 = next((c for c in (2, 4, 8) if c > C and D % (c * VW) == 0 and 2 * (D // c) * 4 <= budget), 0)
+            C2 = next((c for c in (2, 4, 8) if c > C and D % (c * VW) == 0 and _acc_bytes(1, D, c) <= budget), 0)
             if not C2:
                 return RowConfig("looped")
             C, TPR = C2, 512
