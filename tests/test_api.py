@@ -56,15 +56,18 @@ def test_cache_is_minimal_and_typed(rng):
     x = rng.standard_normal((3, 4, D)).astype(np.float32)
     _, cache = layer_norm_forward(x, np.ones(D, np.float32), np.zeros(D, np.float32))
     assert isinstance(cache, LayerNormCache)
-    assert set(cache._fields) == {"x_hat", "rstd", "gamma", "eps", "has_beta", "dtype"}
+    assert set(cache._fields) == {"x", "mean", "rstd", "gamma", "eps", "has_beta"}
+    assert cache.x.dtype == np.float32 and cache.x.shape == x.shape and np.array_equal(cache.x, x)
+    assert cache.mean.shape == cache.rstd.shape == (3, 4)
+    assert cache.mean.dtype == cache.rstd.dtype == np.float64 and cache.dtype == np.float32
+    # the input's own bytes, 16 a row, and gamma: at most input + 16 B/row + parameters
+    assert cache.nbytes == x.nbytes + M * 16 + D * 8
     assert cache.x_hat.dtype == np.float64 and cache.x_hat.shape == x.shape
-    assert cache.rstd.shape == (3, 4) and cache.rstd.dtype == np.float64
-    assert cache.nbytes == M * D * 8 + M * 8 + D * 8
 
 
 def test_cache_is_read_only(rng):
     _, cache = layer_norm_forward(rng.standard_normal((2, 3)), rng.standard_normal(3))
-    for a in (cache.x_hat, cache.rstd, cache.gamma):
+    for a in (cache.x, cache.mean, cache.rstd, cache.gamma):
         with pytest.raises(ValueError):
             a[...] = 0
 
@@ -73,7 +76,7 @@ def test_cache_does_not_alias_inputs(rng):
     x, gamma = rng.standard_normal((3, 5)), rng.standard_normal(5)
     _, cache = layer_norm_forward(x, gamma)
     assert not np.shares_memory(cache.gamma, gamma)
-    assert not np.shares_memory(cache.x_hat, x)
+    assert not np.shares_memory(cache.x, x)
 
 
 def test_inputs_never_modified(rng):
@@ -82,12 +85,12 @@ def test_inputs_never_modified(rng):
     dy = rng.standard_normal((4, 9))
     copies = [a.copy() for a in (x, gamma, beta, dy)]
     y, cache = layer_norm_forward(x, gamma, beta)
-    x_hat, rstd = cache.x_hat.copy(), cache.rstd.copy()
+    held = [a.copy() for a in (cache.x, cache.mean, cache.rstd)]
     layer_norm_backward(dy, cache)
     for a, c in zip((x, gamma, beta, dy), copies):
         np.testing.assert_array_equal(a, c)
-    np.testing.assert_array_equal(cache.x_hat, x_hat)
-    np.testing.assert_array_equal(cache.rstd, rstd)
+    for a, c in zip((cache.x, cache.mean, cache.rstd), held):
+        np.testing.assert_array_equal(a, c)
 
 
 def test_backward_twice_and_after_changing_y_or_inputs(rng):

@@ -1,0 +1,222 @@
+"""LayerNorm on the CPU: lnlib, the step-by-step reference, a typical version and PyTorch, side by side.
+
+    python benchmarks/cpu.py [--out lnlib/results] [--quick] [--reps 7]
+
+For each shape (a sweep of D at 64 MiB of float32 input, which includes the goal shapes (4096, 4096),
+(65536, 256) and (512, 32768)) it times the forward and the backward (dx, dgamma and dbeta) of
+
+- ``lnlib``: :func:`lnlib.layer_norm_forward` / ``backward`` (blocked, threaded, float64 inside);
+- ``reference``: :mod:`lnlib.reference`, the book's step-by-step version, run in float32;
+- ``typical``: :mod:`lnlib.typical`, a typical implementation found online, in float32;
+- ``torch``: ``torch.nn.functional.layer_norm`` and its autograd backward, on the CPU;
+
+and a NumPy copy of the same array in the same run (the copy line). Each timing is the fastest of
+``--reps`` calls after a warm-up call; lnlib and PyTorch take turns call by call, so a change in the
+machine's speed during the run hits both. Throughput counts the bytes each pass must move at least:
+forward reads x and writes y, backward reads x and dy and writes dx (plus gamma and beta).
+
+Writes ``cpu-<date>.json`` with provenance (CPU, cores, NumPy, BLAS, PyTorch, date, command, git
+commit). The numbers are never edited by hand; the book's chapter "Making NumPy fast" reads them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from lnlib import blocked, layer_norm_backward, layer_norm_forward, reference, typical  # noqa: E402
+
+try:
+    import torch
+except ImportError:  # the comparison is skipped, and says so in the JSON
+    torch = None
+
+#: elements per benchmark array: 2**24 float32 = 64 MiB, far beyond any cache
+ELEMENTS = 2**24
+D_SWEEP = (64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384, 32768)
+#: the shapes of the speed goal (lnlib at most twice PyTorch's time, forward and backward)
+GOAL_SHAPES = ((4096, 4096), (65536, 256), (512, 32768))
+GOAL_RATIO = 2.0
+EPS = 1e-5
+
+
+def _best(times):
+    return min(times), statistics.median(times)
+
+
+def copy_gbps(x: np.ndarray, reps: int) -> float:
+    """NumPy's copy of ``x`` into a preallocated array: read once, written once."""
+    out = np.empty_like(x)
+    np.copyto(out, x)
+    times = []
+    for _ in range(reps):
+        t = time.perf_counter()
+        np.copyto(out, x)
+        times.append(time.perf_counter() - t)
+    return 2 * x.nbytes / min(times) / 1e9
+
+
+def _numpy_impls():
+    def lnlib_fwd(x, g, b):
+        return layer_norm_forward(x, g, b, EPS)
+
+    def ref_fwd(x, g, b):
+        return reference.forward(x, g, b, EPS)
+
+    def typ_fwd(x, g, b):  # written for (B, T, D) inputs
+        return typical.forward(x[None], g, b)
+
+    def typ_bwd(dy, cache):
+        return typical.backward(dy[None], cache)
+
+    return {
+        "lnlib": (lnlib_fwd, layer_norm_backward),
+        "reference": (ref_fwd, reference.backward),
+        "typical": (typ_fwd, typ_bwd),
+    }
+
+
+def _torch_impl(x, g, b, dy):
+    xt = torch.from_numpy(x).requires_grad_()
+    gt, bt = torch.from_numpy(g).requires_grad_(), torch.from_numpy(b).requires_grad_()
+    dyt = torch.from_numpy(dy)
+    D = x.shape[-1]
+
+    def fwd():
+        with torch.no_grad():
+            return torch.nn.functional.layer_norm(xt, (D,), gt, bt, EPS)
+
+    y = torch.nn.functional.layer_norm(xt, (D,), gt, bt, EPS)
+
+    def bwd():
+        return torch.autograd.grad(y, (xt, gt, bt), dyt, retain_graph=True)
+
+    return fwd, bwd
+
+
+def measure(M: int, D: int, reps: int, slow_reps: int, rng) -> list[dict]:
+    x = rng.standard_normal((M, D), dtype=np.float32)
+    g, b = rng.standard_normal(D, dtype=np.float32), rng.standard_normal(D, dtype=np.float32)
+    dy = rng.standard_normal((M, D), dtype=np.float32)
+    s = x.itemsize
+    nbytes = {"forward": 2 * M * D * s + 2 * D * s, "backward": 3 * M * D * s + 2 * D * s}
+    calls = {}
+    for name, (fwd, bwd) in _numpy_impls().items():
+        _, cache = fwd(x, g, b)
+        calls[name] = {"forward": (lambda fwd=fwd: fwd(x, g, b)), "backward": (lambda bwd=bwd, c=cache: bwd(dy, c))}
+    if torch is not None:
+        tf, tb = _torch_impl(x, g, b, dy)
+        calls["torch"] = {"forward": tf, "backward": tb}
+    rows = []
+    for pas in ("forward", "backward"):
+        times = {name: [] for name in calls}
+        for name in calls:
+            calls[name][pas]()  # warm-up: page faults, thread pools, lazy initialisation
+        # lnlib and torch take turns, call by call; the slow versions run fewer times
+        for r in range(reps):
+            for name in calls:
+                if name in ("lnlib", "torch") or r < slow_reps:
+                    t = time.perf_counter()
+                    calls[name][pas]()
+                    times[name].append(time.perf_counter() - t)
+        for name, ts in times.items():
+            best, median = _best(ts)
+            rows.append({"impl": name, "pass": pas, "dtype": "float32", "rows": M, "cols": D, "seconds": best,
+                         "median_seconds": median, "calls": len(ts), "bytes": nbytes[pas],
+                         "gbps": nbytes[pas] / best / 1e9})
+    return rows
+
+
+def _cpu_name() -> str:
+    try:
+        out = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=10).stdout
+        return next(line.split(":", 1)[1].strip() for line in out.splitlines() if line.startswith("Model name"))
+    except Exception:
+        return platform.processor() or "unknown"
+
+
+def _blas() -> str:
+    try:
+        cfg = np.show_config(mode="dicts")
+        blas = cfg["Build Dependencies"]["blas"]
+        return f"{blas.get('name')} {blas.get('version')}"
+    except Exception:
+        return "unknown"
+
+
+def provenance(git_commit: str) -> dict:
+    return {
+        "device": _cpu_name(),
+        "cores": blocked.threads(),
+        "lnlib_threads": blocked.threads(),
+        "torch_threads": None if torch is None else torch.get_num_threads(),
+        "numpy": np.__version__,
+        "blas": _blas(),
+        "torch": None if torch is None else torch.__version__,
+        "python": platform.python_version(),
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "command": " ".join([Path(sys.executable).name, *sys.argv]),
+        "git_commit": git_commit,
+        "block_bytes": blocked.BLOCK_BYTES,
+        "chunks": blocked.CHUNKS,
+    }
+
+
+def goal(rows: list[dict]) -> list[dict]:
+    """lnlib's time over PyTorch's at each goal shape and pass, and whether it is within GOAL_RATIO."""
+    out = []
+    by = {(r["impl"], r["pass"], r["rows"], r["cols"]): r["seconds"] for r in rows}
+    for M, D in GOAL_SHAPES:
+        for pas in ("forward", "backward"):
+            if ("torch", pas, M, D) in by and ("lnlib", pas, M, D) in by:
+                ratio = by[("lnlib", pas, M, D)] / by[("torch", pas, M, D)]
+                out.append({"rows": M, "cols": D, "pass": pas, "ratio": ratio, "met": ratio <= GOAL_RATIO})
+    return out
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--out", default="lnlib/results")
+    ap.add_argument("--quick", action="store_true", help="the three goal shapes only")
+    ap.add_argument("--reps", type=int, default=9, help="calls of lnlib and torch per pass and shape")
+    ap.add_argument("--slow-reps", type=int, default=2, help="calls of the reference and typical versions")
+    args = ap.parse_args()
+    git_commit = os.environ.get("LNLIB_GIT_COMMIT") or subprocess.run(
+        ["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=Path(__file__).parent).stdout.strip() or "unknown"
+    rng = np.random.default_rng(0)
+    shapes = GOAL_SHAPES if args.quick else tuple((ELEMENTS // D, D) for D in D_SWEEP)
+    probe = rng.standard_normal(ELEMENTS, dtype=np.float32)
+    copy_start = copy_gbps(probe, 20)
+    print(f"copy {copy_start:.1f} GB/s", flush=True)
+    rows = []
+    for M, D in shapes:
+        new = measure(M, D, args.reps, args.slow_reps, rng)
+        rows += new
+        print(f"({M}, {D}) " + "  ".join(f"{r['impl']} {r['pass'][:3]} {r['seconds'] * 1e3:.1f} ms" for r in new), flush=True)
+    copy_end = copy_gbps(probe, 20)
+    data = {"provenance": provenance(git_commit), "copy_gbps": copy_start, "copy_gbps_end": copy_end,
+            "elements": ELEMENTS, "rows": rows, "goal": goal(rows), "goal_ratio": GOAL_RATIO}
+    for g in data["goal"]:
+        print(f"goal ({g['rows']}, {g['cols']}) {g['pass']}: lnlib / torch = {g['ratio']:.2f} "
+              f"{'met' if g['met'] else 'NOT met'}")
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"cpu-{datetime.date.today().isoformat()}.json"
+    path.write_text(json.dumps(data, indent=1) + "\n")
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,99 @@
+"""The blocked, threaded CPU path (lnlib.layernorm over lnlib.blocked) against the readable reference.
+
+The accuracy tests (test_accuracy, test_contract, test_properties) hold the fast path to the
+long-double oracle; these check what blocking and threads could break: results that depend on the
+number of threads or on where the blocks fall, a cache that is not what it says, and a backward
+whose recomputed x_hat differs from the forward's.
+"""
+
+import numpy as np
+import pytest
+
+from lnlib import blocked, layer_norm_backward, layer_norm_forward, reference
+
+SHAPES = [(1, 1), (3, 5), (7, 1000), (130, 256), (5, 20000), (33, 16411)]  # 16411 is prime (no even split)
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
+def test_agrees_with_the_reference_in_long_double(rng, shape, dtype):
+    x = (rng.standard_normal(shape) * 3 + 100).astype(dtype)
+    gamma, beta = rng.standard_normal(shape[-1]), rng.standard_normal(shape[-1])
+    dy = rng.standard_normal(shape).astype(dtype)
+    y, cache = layer_norm_forward(x, gamma, beta)
+    dx, dgamma, dbeta = layer_norm_backward(dy, cache)
+    ld = np.longdouble
+    y_ref, c_ref = reference.forward(x.astype(ld), gamma.astype(ld), beta.astype(ld))
+    dx_ref, dg_ref, db_ref = reference.backward(dy.astype(ld), c_ref)
+    tol = 4 * np.finfo(dtype).eps
+    # dx is a difference of terms of size rstd * |gamma * dy|: its error is measured against them
+    terms = c_ref[2][..., None] * np.max(np.abs(gamma * dy.astype(float)), axis=-1, keepdims=True)
+    for got, want, scale in ((y, y_ref, None), (dx, dx_ref, terms), (dgamma, dg_ref, None), (dbeta, db_ref, None)):
+        if scale is None:
+            scale = np.max(np.abs(want.astype(float)), axis=-1, keepdims=True)
+        assert np.all(np.abs(got.astype(ld) - want) <= tol * scale + np.finfo(dtype).smallest_subnormal)
+
+
+@pytest.mark.parametrize("shape", [(257, 300), (40, 9000), (3000, 7)])
+def test_results_do_not_depend_on_the_number_of_threads(rng, monkeypatch, shape):
+    x = rng.standard_normal(shape).astype(np.float32)
+    gamma, beta = rng.standard_normal(shape[-1]), rng.standard_normal(shape[-1])
+    dy = rng.standard_normal(shape).astype(np.float32)
+    runs = []
+    for n in ("1", "2", "5"):
+        monkeypatch.setenv("LNLIB_NUM_THREADS", n)
+        y, cache = layer_norm_forward(x, gamma, beta)
+        runs.append([y, cache.mean, cache.rstd, *layer_norm_backward(dy, cache)])
+    for other in runs[1:]:
+        for a, b in zip(runs[0], other):
+            assert a.tobytes() == b.tobytes()
+
+
+def test_bad_thread_count_is_named(monkeypatch):
+    monkeypatch.setenv("LNLIB_NUM_THREADS", "0")
+    with pytest.raises(ValueError, match="LNLIB_NUM_THREADS"):
+        blocked.threads()
+
+
+def test_chunks_cover_every_row_once_in_whole_blocks():
+    for M in (0, 1, 5, 17, 1000, 65536):
+        for D in (1, 7, 256, 4096, 40000):
+            spans = blocked.chunks(M, D)
+            assert len(spans) <= blocked.CHUNKS
+            rows = [r for r0, r1 in spans for r in range(r0, r1)]
+            assert rows == list(range(M))
+            B = blocked.rows_per_block(D)
+            assert all(r0 % B == 0 for r0, _ in spans)
+
+
+def test_cache_holds_x_and_two_numbers_a_row(rng):
+    x = (rng.standard_normal((64, 512)) + 1e4).astype(np.float32)
+    gamma = rng.standard_normal(512).astype(np.float32)
+    _, cache = layer_norm_forward(x, gamma)
+    assert cache.nbytes <= x.nbytes + 16 * 64 + 8 * 512
+    # mean is the mean of the row less its first element; rstd as defined
+    x64 = x.astype(np.float64)
+    shifted = x64 - x64[:, :1]
+    np.testing.assert_allclose(cache.mean, shifted.mean(axis=1), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(cache.rstd, 1 / np.sqrt(x64.var(axis=1) + 1e-5), rtol=1e-10)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_backward_recomputes_the_forwards_x_hat_bit_for_bit(rng, dtype):
+    # wide float64 rows (beyond 2**+-400) take the scaled route in both directions
+    scales = [1, 1e-130, 1e130, 1e300, 1e-300, 1e6] if dtype == np.float64 else [1, 1e-30, 1e30, 1e-40, 1e6, 1]
+    x = (rng.standard_normal((6, 300)) * np.array(scales)[:, None]).astype(dtype)
+    y, cache = layer_norm_forward(x)  # no gamma, no beta: y is x_hat rounded to the input's dtype
+    if dtype == np.float64:
+        assert np.array_equal(y, cache.x_hat)
+    else:
+        finite = np.all(np.isfinite(x), axis=1)
+        assert np.array_equal(y[finite], cache.x_hat[finite].astype(np.float32))
+
+
+def test_blocks_boundaries_do_not_change_rows(rng, monkeypatch):
+    # a row's results depend only on the row: the same row in different blocks gives the same bits
+    row = (rng.standard_normal(300) * 5 + 7).astype(np.float32)
+    x = np.tile(row, (1000, 1))
+    y, cache = layer_norm_forward(x)
+    assert np.all(y == y[0]) and np.all(cache.rstd == cache.rstd[0])
