@@ -10,7 +10,9 @@ For each shape (a sweep of D at 64 MiB of float32 input, which includes the goal
 - ``typical``: :mod:`lnlib.typical`, a typical implementation found online, in float32;
 - ``torch``: ``torch.nn.functional.layer_norm`` and its autograd backward, on the CPU;
 
-and a NumPy copy of the same array in the same run (the copy line). Each timing is the fastest of
+and a NumPy copy of the same array in the same run (the copy line). Then, at two shapes, lnlib with
+one setting changed at a time (one thread, NumPy's default buffer, other block sizes): what each
+idea of the chapter "Making NumPy fast" is worth. Each timing is the fastest of
 ``--reps`` calls after a warm-up call; lnlib and PyTorch take turns call by call, so a change in the
 machine's speed during the run hits both. Throughput counts the bytes each pass must move at least:
 forward reads x and writes y, backward reads x and dy and writes dx (plus gamma and beta).
@@ -139,6 +141,55 @@ def measure(M: int, D: int, reps: int, slow_reps: int, rng) -> list[dict]:
     return rows
 
 
+#: what each ablation changes from the shipped settings: (name, block bytes, threads, NumPy buffer)
+ABLATIONS = (
+    ("shipped", None, None, None),
+    ("one thread", None, 1, None),
+    ("NumPy's default buffer", None, None, 8192),
+    *((f"blocks of {b // 1024} KiB", b, None, None) for b in (8 * 1024, 32 * 1024, 128 * 1024, 512 * 1024,
+                                                              8 * 2**20, 32 * 2**20)),
+)
+ABLATION_SHAPES = ((4096, 4096), (65536, 256))
+
+
+def ablation(M: int, D: int, reps: int, rng) -> list[dict]:
+    """lnlib's forward and backward with one setting changed at a time (see :data:`ABLATIONS`)."""
+    x = rng.standard_normal((M, D), dtype=np.float32)
+    g, b = rng.standard_normal(D, dtype=np.float32), rng.standard_normal(D, dtype=np.float32)
+    dy = rng.standard_normal((M, D), dtype=np.float32)
+    shipped = (blocked.BLOCK_BYTES, blocked.BUFSIZE, os.environ.get("LNLIB_NUM_THREADS"))
+    rows = []
+    try:
+        for name, block_bytes, threads, bufsize in ABLATIONS:
+            blocked.BLOCK_BYTES = block_bytes or shipped[0]
+            blocked.BUFSIZE = bufsize or shipped[1]
+            if threads:
+                os.environ["LNLIB_NUM_THREADS"] = str(threads)
+            elif shipped[2] is None:
+                os.environ.pop("LNLIB_NUM_THREADS", None)
+            else:
+                os.environ["LNLIB_NUM_THREADS"] = shipped[2]
+            _, cache = layer_norm_forward(x, g, b, EPS)
+            for pas, call in (("forward", lambda: layer_norm_forward(x, g, b, EPS)),
+                              ("backward", lambda: layer_norm_backward(dy, cache))):
+                call()
+                ts = []
+                for _ in range(reps):
+                    t = time.perf_counter()
+                    call()
+                    ts.append(time.perf_counter() - t)
+                rows.append({"variant": name, "pass": pas, "rows": M, "cols": D, "seconds": min(ts),
+                             "median_seconds": statistics.median(ts), "block_bytes": blocked.BLOCK_BYTES,
+                             "threads": blocked.threads(), "bufsize": blocked.BUFSIZE})
+    finally:
+        blocked.BLOCK_BYTES, blocked.BUFSIZE = shipped[0], shipped[1]
+        if shipped[2] is None:
+            os.environ.pop("LNLIB_NUM_THREADS", None)
+        else:
+            os.environ["LNLIB_NUM_THREADS"] = shipped[2]
+    return rows
+
+
 def _cpu_name() -> str:
     try:
         out = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=10).stdout
@@ -205,9 +256,15 @@ def main():
         new = measure(M, D, args.reps, args.slow_reps, rng)
         rows += new
         print(f"({M}, {D}) " + "  ".join(f"{r['impl']} {r['pass'][:3]} {r['seconds'] * 1e3:.1f} ms" for r in new), flush=True)
+    ablations = []
+    for M, D in ABLATION_SHAPES:
+        new = ablation(M, D, args.reps, rng)
+        ablations += new
+        print(f"({M}, {D}) " + "  ".join(f"{r['variant']} {r['pass'][:3]} {r['seconds'] * 1e3:.1f} ms" for r in new),
+              flush=True)
     copy_end = copy_gbps(probe, 20)
     data = {"provenance": provenance(git_commit), "copy_gbps": copy_start, "copy_gbps_end": copy_end,
-            "elements": ELEMENTS, "rows": rows, "goal": goal(rows), "goal_ratio": GOAL_RATIO}
+            "elements": ELEMENTS, "rows": rows, "ablations": ablations, "goal": goal(rows), "goal_ratio": GOAL_RATIO}
     for g in data["goal"]:
         print(f"goal ({g['rows']}, {g['cols']}) {g['pass']}: lnlib / torch = {g['ratio']:.2f} "
               f"{'met' if g['met'] else 'NOT met'}")

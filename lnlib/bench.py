@@ -171,3 +171,66 @@ def count_ops(fn, *arrays, **kwargs) -> int:
     _Counted.counter[0] = 0
     fn(*[a.view(_Counted) if isinstance(a, np.ndarray) else a for a in arrays], **kwargs)
     return _Counted.counter[0]
+
+
+class _Traffic(np.ndarray):
+    """An array view that tallies the bytes NumPy operations on it read and write (see :func:`memory_traffic`)."""
+
+    tally = [0, 0]  # bytes read, bytes written
+    smallest = [1]  # arrays with fewer elements than this are not counted (they stay in cache)
+
+    def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
+        raw = [np.asarray(a) if isinstance(a, _Traffic) else a for a in inputs]
+        if "out" in kwargs:
+            kwargs["out"] = tuple(np.asarray(o) if isinstance(o, _Traffic) else o for o in kwargs["out"])
+        result = getattr(ufunc, method)(*raw, **kwargs)
+        seen = set()
+        for a in raw:  # an array passed twice (x * x) is read once
+            if isinstance(a, np.ndarray) and a.size >= _Traffic.smallest[0] and id(a) not in seen:
+                seen.add(id(a))
+                _Traffic.tally[0] += a.nbytes
+        for r in result if isinstance(result, tuple) else (result,):
+            if isinstance(r, np.ndarray) and r.size >= _Traffic.smallest[0]:
+                _Traffic.tally[1] += r.nbytes
+        return _wrap_traffic(result)
+
+
+def _wrap_traffic(obj):
+    if isinstance(obj, np.ndarray) and not isinstance(obj, _Traffic):
+        return obj.view(_Traffic)
+    if isinstance(obj, tuple):
+        return tuple(_wrap_traffic(o) for o in obj)
+    return obj
+
+
+def memory_traffic(fn, x, *others, **kwargs) -> tuple[int, int]:
+    """Bytes that ``fn(x, *others)`` reads and writes in arrays as large as ``x``, counted as it runs.
+
+    Every ufunc call (and every ufunc a NumPy function such as ``np.mean`` calls inside) counts the
+    bytes of each distinct array it reads and of each array it writes, if that array has at least as
+    many elements as ``x``: arrays that large do not stay in cache, so each such operation is a
+    pass over main memory. Smaller arrays (one number per row, the parameters) are not counted, nor
+    is moving data without arithmetic (copies, ``astype``). Returns ``(read, written)``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> x = np.ones((4, 8), dtype=np.float32)
+    >>> memory_traffic(lambda a: a - a.mean(axis=-1, keepdims=True), x)  # mean reads x; x - mean reads x, writes
+    (256, 128)
+    """
+    _Traffic.tally[:] = [0, 0]
+    _Traffic.smallest[0] = np.size(x)
+    fn(*_wrap_deep((x, *others)), **kwargs)
+    return _Traffic.tally[0], _Traffic.tally[1]
+
+
+def _wrap_deep(obj):
+    """Arrays, and the arrays inside tuples, lists and dicts (a cache), as :class:`_Traffic` views."""
+    if isinstance(obj, np.ndarray):
+        return obj.view(_Traffic)
+    if isinstance(obj, (tuple, list)):
+        return type(obj)(_wrap_deep(o) for o in obj)
+    if isinstance(obj, dict):
+        return {k: _wrap_deep(v) for k, v in obj.items()}
+    return obj

@@ -3,8 +3,8 @@
 A NumPy expression such as ``(x - mean) * rstd`` makes one pass over memory per operation and one
 temporary array per intermediate. Over a whole (4096, 4096) float32 input that is a trip to main
 memory per operation. Cut the rows into blocks of about :data:`BLOCK_BYTES` of float64 and every
-operation of a block runs on data already in the core's L2 cache: main memory is read once (x) and
-written once (y), as in a fused kernel. NumPy releases the GIL inside its loops, so the blocks can be
+operation of a block runs on data already in cache: main memory is read once (x) and written once
+(y), as in a fused kernel. NumPy releases the GIL inside its loops, so the blocks can be
 handed to a pool of threads, one per core.
 
 Results never depend on the number of threads: the rows are cut into :data:`CHUNKS` chunks whose
@@ -19,10 +19,11 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-#: Bytes of one float64 block. The backward keeps three such arrays live (x_hat, g and a
-#: product), 3 * 128 KiB: well inside a core's L2 cache (512 KiB to 2 MiB on current x86 CPUs)
-#: and large enough that NumPy's per-call overhead (about a microsecond) is a few percent of a call.
-BLOCK_BYTES = 2097152
+#: Bytes of one float64 block. Measured best among 8 KiB to 32 MiB (``benchmarks/cpu.py``, its
+#: ablations): smaller blocks pay NumPy's per-call overhead (about a microsecond, with the GIL held,
+#: so threads queue for it) too often; larger ones no longer stay in the processor's last-level cache
+#: while a dozen operations pass over them. The backward keeps two such arrays, 4 MiB.
+BLOCK_BYTES = 2 * 2**20
 #: Row chunks, independent of the number of threads, so that sums over rows are the same on any
 #: machine: a chunk sums its rows, then the chunks' sums are added pairwise.
 CHUNKS = 16

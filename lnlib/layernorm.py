@@ -220,6 +220,53 @@ def _dx_two_columns(g, x_hat, rstd, eps, dx):
     return np.where(xx > 0, rstd * remainder * x_hat * (xg / np.where(xx > 0, xx, 1.0)), dx)
 
 
+def _forward_block(d, x, gamma, beta, eps, pairwise):
+    """One block of rows, in place: ``d`` holds ``x`` in float64 on entry and y on exit.
+
+    Every line is one pass over a block that stays in cache. Returns the block's (mean, rstd), the
+    mean being that of the row less its first element, as the cache keeps it.
+    """
+    D = d.shape[1]
+    wide = _wide_rows(d) if pairwise else None  # float64 only
+    np.subtract(d, d[:, :1].copy(), out=d)  # shift by the row's first element: exact (Sterbenz)
+    mean = np.add.reduce(d, axis=1) if pairwise else _row_sum(d)  # n
+    mean /= D
+    np.subtract(d, mean[:, None], out=d)  # centred: two passes, never E[x^2] - E[x]^2
+    var = np.add.reduce(d * d, axis=1) if pairwise else _row_dot(d, d)  # n
+    var /= D
+    rstd = 1.0 / np.sqrt(var + eps)  # n
+    np.multiply(d, rstd[:, None], out=d)  # x_hat
+    if wide is not None:  # float64 rows beyond 2**+-400: the scaled route
+        d[wide], rstd[wide], mean[wide] = _row_statistics(np.array(x[wide], dtype=np.float64), eps)
+    if gamma is not None:
+        np.multiply(d, gamma, out=d)
+    if beta is not None:
+        np.add(d, beta, out=d)
+    return mean, rstd
+
+
+def _backward_block(x_hat, g, rstd, gamma, dgamma, dbeta):
+    """One block of rows, in place: ``g`` holds dy in float64 on entry and dx on exit.
+
+    ``x_hat`` (float64, recomputed) is overwritten; ``dgamma`` and ``dbeta`` (or None) gain the
+    block's sums over its rows. Every line is one pass over a block that stays in cache.
+    """
+    D = g.shape[1]
+    if dbeta is not None:
+        dbeta += np.add.reduce(g, axis=0)  # D
+    if dgamma is not None:
+        dgamma += np.einsum("ij,ij->j", g, x_hat)  # D, with no (n, D) temporary
+        np.multiply(g, gamma, out=g)  # g = gamma * dy
+    g_mean = _row_sum(g)  # n
+    g_mean /= D
+    gx_mean = _row_dot(g, x_hat)  # n
+    gx_mean /= D
+    np.subtract(g, g_mean[:, None], out=g)  # remove the component along the all-ones direction
+    np.multiply(x_hat, gx_mean[:, None], out=x_hat)
+    np.subtract(g, x_hat, out=g)  # remove the component along x_hat
+    np.multiply(g, rstd[:, None], out=g)  # dx
+
+
 def layer_norm_forward(x, gamma=None, beta=None, eps=1e-5):
     r"""Layer normalisation over the last axis.
 
@@ -313,22 +360,7 @@ def layer_norm_forward(x, gamma=None, beta=None, eps=1e-5):
                 xb, db = x_own[a:b], d[: b - a]
                 np.copyto(xb, x_in[a:b])  # one read of x from memory
                 np.copyto(db, xb)  # float64, from the copy just written (in cache)
-                wide = _wide_rows(db) if pairwise else None
-                np.subtract(db, db[:, :1].copy(), out=db)  # shift by the row's first element
-                m = np.add.reduce(db, axis=1) if pairwise else _row_sum(db)
-                m /= D
-                np.subtract(db, m[:, None], out=db)  # centred: two passes, never E[x^2] - E[x]^2
-                var = np.add.reduce(db * db, axis=1) if pairwise else _row_dot(db, db)
-                var /= D
-                r = 1.0 / np.sqrt(var + eps)
-                np.multiply(db, r[:, None], out=db)  # x_hat
-                if wide is not None:  # float64 rows beyond 2**+-400: the scaled route
-                    db[wide], r[wide], m[wide] = _row_statistics(np.array(xb[wide], dtype=np.float64), eps)
-                mean[a:b], rstd[a:b] = m, r
-                if gamma64 is not None:
-                    np.multiply(db, gamma64, out=db)
-                if beta64 is not None:
-                    np.add(db, beta64, out=db)
+                mean[a:b], rstd[a:b] = _forward_block(db, xb, gamma64, beta64, eps, pairwise)
                 np.copyto(y[a:b], db, casting="unsafe")  # rounded once; overflow gives +-inf
 
     blocked.run_chunks(work, M, D)
@@ -475,23 +507,11 @@ def layer_norm_backward(dy, cache):
         dbeta = np.zeros(D) if cache.has_beta else None
         with np.errstate(all="ignore"):
             for a, b in _blocks(r0, r1, D):
-                x_hat, g, r = x_hat_buf[: b - a], g_buf[: b - a], rstd[a:b, None]
+                x_hat, g = x_hat_buf[: b - a], g_buf[: b - a]
                 np.copyto(x_hat, x[a:b])
                 _x_hat_inplace(x_hat, x[a:b], mean[a:b], rstd[a:b], eps)  # the forward's, bit for bit
                 np.copyto(g, dy_in[a:b])  # dy in float64
-                if dbeta is not None:
-                    dbeta += np.add.reduce(g, axis=0)
-                if dgamma is not None:
-                    dgamma += np.einsum("ij,ij->j", g, x_hat)  # no (n, D) temporary
-                    np.multiply(g, gamma, out=g)  # g = gamma * dy
-                g_mean = _row_sum(g)
-                g_mean /= D
-                gx_mean = _row_dot(g, x_hat)
-                gx_mean /= D
-                np.subtract(g, g_mean[:, None], out=g)  # remove the all-ones component
-                np.multiply(x_hat, gx_mean[:, None], out=x_hat)
-                np.subtract(g, x_hat, out=g)  # remove the x_hat component
-                np.multiply(g, r, out=g)
+                _backward_block(x_hat, g, rstd[a:b], gamma, dgamma, dbeta)
                 np.copyto(dx[a:b], g, casting="unsafe")  # rounded once
         return dgamma, dbeta
 
