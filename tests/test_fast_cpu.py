@@ -97,3 +97,29 @@ def test_blocks_boundaries_do_not_change_rows(rng, monkeypatch):
     x = np.tile(row, (1000, 1))
     y, cache = layer_norm_forward(x)
     assert np.all(y == y[0]) and np.all(cache.rstd == cache.rstd[0])
+
+
+def test_the_recorded_cpu_benchmark_has_provenance_and_meets_the_goal():
+    import re
+    import subprocess
+
+    from lnlib import cpu_results
+
+    data = cpu_results.load()
+    commit = data["provenance"]["git_commit"]
+    assert re.fullmatch(r"[0-9a-f]{40}", commit), "the recorded run names the full commit it measured"
+    known = subprocess.run(["git", "cat-file", "-t", commit], capture_output=True, text=True,
+                           cwd=cpu_results.RESULTS.parent)
+    if known.returncode == 0 or "not a git repository" not in known.stderr:  # from a clone: it must exist
+        assert known.stdout.strip() == "commit"
+    seconds = {(r["impl"], r["pass"], r["rows"], r["cols"]): r["seconds"] for r in data["rows"]}
+    goals = {(g["rows"], g["cols"], g["pass"]): g for g in data["goal"]}
+    for M, D in ((4096, 4096), (65536, 256), (512, 32768)):
+        for pas in ("forward", "backward"):
+            ratio = seconds[("lnlib", pas, M, D)] / seconds[("torch", pas, M, D)]
+            assert goals[(M, D, pas)]["ratio"] == pytest.approx(ratio)
+            assert ratio <= 2.0, f"lnlib takes {ratio:.2f} times PyTorch's time at ({M}, {D}) {pas}"
+    for r in data["rows"]:  # throughput is the bytes a pass must move over its time
+        s = 4
+        want = (2 if r["pass"] == "forward" else 3) * r["rows"] * r["cols"] * s + 2 * r["cols"] * s
+        assert r["bytes"] == want and r["gbps"] == pytest.approx(r["bytes"] / r["seconds"] / 1e9)
