@@ -200,14 +200,15 @@ def train_mlp(steps=300, width=64, depth=3, d_in=16, batch=128, lr=3e-3, backwar
             dy = dh * (1 - a * a)  # tanh'
             g = dy * cache.gamma
             true_dx, dgamma, dbeta = layer_norm_backward(dy, cache)
+            x_hat = cache.x_hat  # recomputed from the cache on each read: once per layer and step
             if record:
-                e = energy_fractions(g, cache.x_hat)
+                e = energy_fractions(g, x_hat)
                 for k in Energies._fields:
                     hist["energy"][k][step, i] = float(np.mean(getattr(e, k)))
                 hist["random"][step, i] = float(np.mean(random_fraction(g, baseline_rng)))
                 for k in SURROGATES[1:]:
-                    hist["cos"][k][step, i] = cosine(surrogate_dx(k, g, cache.x_hat, cache.rstd), true_dx)
-            dz = true_dx if backward == "true" else surrogate_dx(backward, g, cache.x_hat, cache.rstd)
+                    hist["cos"][k][step, i] = cosine(surrogate_dx(k, g, x_hat, cache.rstd), true_dx)
+            dz = true_dx if backward == "true" else surrogate_dx(backward, g, x_hat, cache.rstd)
             W = params[4 * i]
             grads[4 * i], grads[4 * i + 1] = h_in.T @ dz, dz.sum(0)
             grads[4 * i + 2], grads[4 * i + 3] = dgamma, dbeta
