@@ -56,5 +56,5 @@ def provenance_line(data: dict) -> str:
     """One line naming where and how the numbers were measured."""
     p = data["provenance"]
     return (f"{p['device']}, {p['cores']} cores, NumPy {p['numpy']} ({p['blas']}), PyTorch {p['torch']}; "
-            f"measured {p['date']} by `{p['command']}` at commit {p['git_commit'][:10]}; copy line "
+            f"measured {p['date'][:10]} at commit {p['git_commit'][:10]}; copy line "
             f"{data['copy_gbps']:.1f} GB/s at the start, {data['copy_gbps_end']:.1f} GB/s at the end")

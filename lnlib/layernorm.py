@@ -53,10 +53,10 @@ class LayerNormCache(NamedTuple):
         A private, C-contiguous copy of the input (native byte order). The backward recomputes
         x_hat from it with the very operations the forward used, so it gets the forward's x_hat bit
         for bit; nothing the caller later does to ``x`` or ``y`` changes the backward.
-    mean : ndarray, shape (...,), float64
-        The *shifted* mean: the mean of ``x - x[..., :1]``, each row less its own first element.
+    shifted_mean : ndarray, shape (...,), float64
+        The mean of ``x - x[..., :1]``, each row less its own first element (not the row's mean).
         That difference is exact for nearby floats (Sterbenz), so recomputing
-        ``(x - x[..., :1]) - mean`` keeps every digit even when the row sits far from zero, where
+        ``(x - x[..., :1]) - shifted_mean`` keeps every digit even when the row sits far from zero, where
         ``x - mu`` in float64 would not (chapter 4 measures both).
     rstd : ndarray, shape (...,), float64
         ``1 / sqrt(var + eps)`` per row.
@@ -71,14 +71,14 @@ class LayerNormCache(NamedTuple):
     -----
     Size in bytes: the input's own bytes plus 16 per row (mean and rstd), plus ``8*D`` for gamma:
     see :attr:`nbytes`. For rows of float64 whose magnitude is beyond 2**400 or below 2**-400,
-    x_hat is recomputed through the power-of-two scaling of the forward; for those rows ``mean``
-    is informative only. A typical implementation found online (:mod:`lnlib.typical`) keeps twelve
+    x_hat is recomputed through the power-of-two scaling of the forward; for those rows
+    ``shifted_mean`` is informative only. A typical implementation found online (:mod:`lnlib.typical`) keeps twelve
     entries (x, x - mean, x_hat, mean, var, std, gamma, beta, ...): three D-sized arrays per row
     where this keeps one, in the input's own precision.
     """
 
     x: np.ndarray
-    mean: np.ndarray
+    shifted_mean: np.ndarray
     rstd: np.ndarray
     gamma: np.ndarray | None
     eps: float
@@ -92,14 +92,14 @@ class LayerNormCache(NamedTuple):
     @property
     def nbytes(self) -> int:
         """Bytes held by the cache's arrays."""
-        return self.x.nbytes + self.mean.nbytes + self.rstd.nbytes + (0 if self.gamma is None else self.gamma.nbytes)
+        return self.x.nbytes + self.shifted_mean.nbytes + self.rstd.nbytes + (0 if self.gamma is None else self.gamma.nbytes)
 
     @property
     def x_hat(self) -> np.ndarray:
         """The normalised input, float64, shape (..., D): recomputed from x, mean and rstd (a new array)."""
         D = self.x.shape[-1]
         out = np.empty(self.x.shape, dtype=np.float64).reshape(-1, D)
-        x, mean, rstd = self.x.reshape(-1, D), self.mean.reshape(-1), self.rstd.reshape(-1)
+        x, mean, rstd = self.x.reshape(-1, D), self.shifted_mean.reshape(-1), self.rstd.reshape(-1)
 
         def work(r0, r1):
             with np.errstate(all="ignore"):
@@ -366,13 +366,13 @@ def layer_norm_forward(x, gamma=None, beta=None, eps=1e-5):
     blocked.run_chunks(work, M, D)
     cache = LayerNormCache(
         x=x_own.reshape(x.shape),
-        mean=mean.reshape(x.shape[:-1]),
+        shifted_mean=mean.reshape(x.shape[:-1]),
         rstd=rstd.reshape(x.shape[:-1]),
         gamma=gamma64,
         eps=eps,
         has_beta=beta is not None,
     )
-    for a in (cache.x, cache.mean, cache.rstd, cache.gamma):
+    for a in (cache.x, cache.shifted_mean, cache.rstd, cache.gamma):
         if a is not None:
             a.flags.writeable = False  # the backward's inputs cannot be changed behind its back
     return y.reshape(x.shape), cache
@@ -407,7 +407,7 @@ def _check_cache(cache) -> None:
     array("x", x, (np.float16, np.float32, np.float64))
     if x.ndim == 0 or x.shape[-1] == 0:
         raise ValueError(f"cache.x must have shape (..., D) with D >= 1, got {x.shape}")
-    for name, a in (("mean", mean), ("rstd", rstd)):
+    for name, a in (("shifted_mean", mean), ("rstd", rstd)):
         array(name, a)
         if a.shape != x.shape[:-1]:
             raise ValueError(f"cache.{name} must have shape {x.shape[:-1]} (one per row of cache.x), got {a.shape}")
@@ -494,7 +494,7 @@ def layer_norm_backward(dy, cache):
     if dy.shape[-1] == 2 or not _unscaled_is_exact(cache, dy):
         return _backward_scaled(dy, cache)
     D = dy.shape[-1]
-    x, mean, rstd = cache.x.reshape(-1, D), cache.mean.reshape(-1), cache.rstd.reshape(-1)
+    x, mean, rstd = cache.x.reshape(-1, D), cache.shifted_mean.reshape(-1), cache.rstd.reshape(-1)
     dy_in = dy.reshape(-1, D)  # M,D  a view where the layout allows
     M = x.shape[0]
     dx = np.empty((M, D), dtype=cache.dtype)

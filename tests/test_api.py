@@ -56,10 +56,10 @@ def test_cache_is_minimal_and_typed(rng):
     x = rng.standard_normal((3, 4, D)).astype(np.float32)
     _, cache = layer_norm_forward(x, np.ones(D, np.float32), np.zeros(D, np.float32))
     assert isinstance(cache, LayerNormCache)
-    assert set(cache._fields) == {"x", "mean", "rstd", "gamma", "eps", "has_beta"}
+    assert set(cache._fields) == {"x", "shifted_mean", "rstd", "gamma", "eps", "has_beta"}
     assert cache.x.dtype == np.float32 and cache.x.shape == x.shape and np.array_equal(cache.x, x)
-    assert cache.mean.shape == cache.rstd.shape == (3, 4)
-    assert cache.mean.dtype == cache.rstd.dtype == np.float64 and cache.dtype == np.float32
+    assert cache.shifted_mean.shape == cache.rstd.shape == (3, 4)
+    assert cache.shifted_mean.dtype == cache.rstd.dtype == np.float64 and cache.dtype == np.float32
     # the input's own bytes, 16 a row, and gamma: at most input + 16 B/row + parameters
     assert cache.nbytes == x.nbytes + M * 16 + D * 8
     assert cache.x_hat.dtype == np.float64 and cache.x_hat.shape == x.shape
@@ -67,7 +67,7 @@ def test_cache_is_minimal_and_typed(rng):
 
 def test_cache_is_read_only(rng):
     _, cache = layer_norm_forward(rng.standard_normal((2, 3)), rng.standard_normal(3))
-    for a in (cache.x, cache.mean, cache.rstd, cache.gamma):
+    for a in (cache.x, cache.shifted_mean, cache.rstd, cache.gamma):
         with pytest.raises(ValueError):
             a[...] = 0
 
@@ -85,11 +85,11 @@ def test_inputs_never_modified(rng):
     dy = rng.standard_normal((4, 9))
     copies = [a.copy() for a in (x, gamma, beta, dy)]
     y, cache = layer_norm_forward(x, gamma, beta)
-    held = [a.copy() for a in (cache.x, cache.mean, cache.rstd)]
+    held = [a.copy() for a in (cache.x, cache.shifted_mean, cache.rstd)]
     layer_norm_backward(dy, cache)
     for a, c in zip((x, gamma, beta, dy), copies):
         np.testing.assert_array_equal(a, c)
-    for a, c in zip((cache.x, cache.mean, cache.rstd), held):
+    for a, c in zip((cache.x, cache.shifted_mean, cache.rstd), held):
         np.testing.assert_array_equal(a, c)
 
 

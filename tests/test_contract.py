@@ -25,7 +25,7 @@ def test_y_does_not_share_memory_with_the_cache(rng):
     dy = rng.standard_normal((3, 8))
     y, cache = layer_norm_forward(x)  # float64, no gamma, no beta: y is x_hat itself
     before = layer_norm_backward(dy, cache)[0]
-    for a in (cache.x, cache.mean, cache.rstd, x):
+    for a in (cache.x, cache.shifted_mean, cache.rstd, x):
         assert not np.shares_memory(y, a)
     y *= 2.0
     assert np.array_equal(layer_norm_backward(dy, cache)[0], before)
@@ -142,8 +142,8 @@ def _tampered(cache, **fields):
         (dict(x=np.zeros((3, 8), np.int64)), TypeError),
         (dict(x=np.zeros((3, 8), ">f8")), TypeError),
         (dict(x=np.zeros((3, 0))), ValueError),
-        (dict(mean=np.ones(3, np.float32)), TypeError),
-        (dict(mean=np.ones(4)), ValueError),
+        (dict(shifted_mean=np.ones(3, np.float32)), TypeError),
+        (dict(shifted_mean=np.ones(4)), ValueError),
         (dict(rstd=[1.0, 1.0, 1.0]), TypeError),
         (dict(rstd=np.ones(4)), ValueError),
         (dict(gamma=np.ones(9)), ValueError),
@@ -163,7 +163,7 @@ def test_a_tampered_cache_is_refused_by_name(rng, fields, exc):
 def test_a_hand_built_cache_with_the_right_fields_works(rng):
     x, dy = rng.standard_normal((2, 8)), rng.standard_normal((2, 8))
     _, c = layer_norm_forward(x)
-    rebuilt = LayerNormCache(np.array(c.x), np.array(c.mean), np.array(c.rstd), None, 1e-5, False)
+    rebuilt = LayerNormCache(np.array(c.x), np.array(c.shifted_mean), np.array(c.rstd), None, 1e-5, False)
     assert np.array_equal(layer_norm_backward(dy, rebuilt)[0], layer_norm_backward(dy, c)[0])
 
 
@@ -264,7 +264,7 @@ def test_contract_holds_on_generated_inputs(p):
     assert [(a.tobytes(), a.dtype, a.shape) for a in inputs] == before
     # (a) no output shares memory with an input or with the cache
     outputs = [a for a in (y, dx, dgamma, dbeta) if a is not None]
-    held = inputs + [a for a in (cache.x, cache.mean, cache.rstd, cache.gamma) if a is not None]
+    held = inputs + [a for a in (cache.x, cache.shifted_mean, cache.rstd, cache.gamma) if a is not None]
     for o in outputs:
         assert not any(np.shares_memory(o, h) for h in held)
     for i, o in enumerate(outputs):
