@@ -30,9 +30,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import cupy as cp  # noqa: E402
 
 from lnlib import cuda as lncuda  # noqa: E402
+from lnlib.cuda import kernels as K  # noqa: E402
 from lnlib.cuda import versions  # noqa: E402
+from lnlib.cuda.limits import ITEMSIZE  # noqa: E402
 from lnlib.cuda.timing import (  # noqa: E402,F401 (also used by tune*.py)
-    copy_gbps, min_bytes, random_inputs, reference64, rel_err, time_ms, warm_up)
+    EPS, copy_gbps, min_bytes, random_inputs, reference64, rel_err, time_ms, warm_up)
 
 try:
     import torch
@@ -49,14 +51,14 @@ def _configure_torch_compile():
 
         torch._functorch.config.donated_buffer = False
 
-D_LIST = [256, 1024, 4096, 8192, 16384, 65536]
-EPS = 1e-5
+D_LIST = list(K.BENCH_D)
+IMPL = {k: v.impl for k, v in versions.VERSIONS.items()}  # "lnlib.v0", ...: the versions' rows
 
 
 def make_inputs(dtype: str, D: int):
     """(M, x, gamma, beta, dy) for a benchmark shape: x of 256 MiB, seeded by D; CuPy arrays for
     float32, torch tensors for bfloat16 (CuPy has no bfloat16)."""
-    M = (256 << 20) // (D * (4 if dtype == "float32" else 2))
+    M = (256 << 20) // (D * ITEMSIZE[dtype])
     x, g, b, dy = random_inputs(M, D, seed=D)
     if dtype != "float32":
         x, g, b, dy = (torch.from_dlpack(a).to(getattr(torch, dtype)) for a in (x, g, b, dy))
@@ -86,11 +88,11 @@ def measure_accuracy(M=256, D=4096, offsets=(0.0, 1e2, 1e3, 1e4, 1e5, 1e6)):
         out.append({"impl": "lnlib", "offset": off, "y": rel_err(y, ref[0]), "dx": rel_err(dx, ref[1])})
         # chapter 10's one-pass statistics (v3), and the shifted two-pass ones (v4, and b1 on them)
         yv = versions.forward("v3", x, g, b, EPS)[0]
-        out.append({"impl": "lnlib.v3", "offset": off, "y": rel_err(yv, ref[0]), "dx": None})
+        out.append({"impl": IMPL["v3"], "offset": off, "y": rel_err(yv, ref[0]), "dx": None})
         yv, mean, rstd = versions.forward("v4", x, g, b, EPS)
         dxv = versions.backward("b1", dy, x, g, mean, rstd)[0]
-        out.append({"impl": "lnlib.v4", "offset": off, "y": rel_err(yv, ref[0]), "dx": None})
-        out.append({"impl": "lnlib.b1", "offset": off, "y": None, "dx": rel_err(dxv, ref[1])})
+        out.append({"impl": IMPL["v4"], "offset": off, "y": rel_err(yv, ref[0]), "dx": None})
+        out.append({"impl": IMPL["b1"], "offset": off, "y": None, "dx": rel_err(dxv, ref[1])})
         if torch is not None:
             xt, gt, bt, dyt = (torch.from_dlpack(a) for a in (x, g, b, dy))
             yt, mt, rt = torch.ops.aten.native_layer_norm(xt, [D], gt, bt, EPS)
@@ -145,7 +147,7 @@ def main():
     compiled = {}
 
     for dtype in args.dtypes.split(","):
-        s = 4 if dtype == "float32" else 2
+        s = ITEMSIZE[dtype]
         for D in Ds:
             M, x, g, b, dy = make_inputs(dtype, D)
             # the reference is computed from the values each implementation actually receives
@@ -178,13 +180,13 @@ def main():
                         continue  # this version cannot take this D
                     if v in versions.FORWARD:
                         yv = versions.forward(v, x, g, b, EPS)[0]
-                        record(f"lnlib.{v}", "forward", lambda: versions.forward(v, x, g, b, EPS),
+                        record(IMPL[v], "forward", lambda: versions.forward(v, x, g, b, EPS),
                                lambda: rel_err(yv, ref[0]))
                         del yv
                     else:  # timed from the statistics of the forward it follows (b0: v0, b1: v4)
                         _, mean, rstd = versions.forward(versions.SAVED_BY[v], x, g, b, EPS)
                         gv = versions.backward(v, dy, x, g, mean, rstd)
-                        record(f"lnlib.{v}", "backward", lambda: versions.backward(v, dy, x, g, mean, rstd),
+                        record(IMPL[v], "backward", lambda: versions.backward(v, dy, x, g, mean, rstd),
                                lambda: max(rel_err(a, r) for a, r in zip(gv, (ref[1], ref[2], ref[3]))))
                         del gv, mean, rstd
             if torch is not None:

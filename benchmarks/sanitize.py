@@ -11,6 +11,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import cupy as cp  # noqa: E402
 
+from benchmarks.experiments import variants as X  # noqa: E402
 from lnlib import cuda  # noqa: E402
 from lnlib.cuda import api, kernels  # noqa: E402
 
@@ -24,8 +25,8 @@ for M, D in [(37, 1), (33, 7), (64, 256), (9, 1000), (16, 1024), (4, 4096), (3, 
         y, cache = cuda.layer_norm_forward(x, g, b)
         dx, dg, db = cuda.layer_norm_backward(dy, cache)
         cp.cuda.Device().synchronize()
-# the variants (fewer barriers, merged cluster statistics, persistent grids): few rows, but more than
-# one pass of a persistent grid where there is one
+# the experiments' variants (fewer barriers, merged cluster statistics, persistent grids, the one-pass
+# statistics): few rows, but more than one pass of a persistent grid where there is one
 cc = api._cc(cp.cuda.Device().id)
 for D in kernels.BENCH_D:
     for dtype in (cp.float32, cp.float16):
@@ -33,10 +34,11 @@ for D in kernels.BENCH_D:
         x = rng.standard_normal((M, D), dtype=cp.float32).astype(dtype)
         g = rng.standard_normal(D, dtype=cp.float32).astype(dtype)
         dy = rng.standard_normal((M, D), dtype=cp.float32).astype(dtype)
-        for cfg in kernels.variants(D, dtype.__name__, False, cc):
-            cuda.layer_norm_forward(x, g, g, _config=cfg)
+        one = X.onepass(D, dtype.__name__, cc)
+        for v in X.variants(D, dtype.__name__, False, cc) + ([one] if one else []):
+            X.forward(x, g, g, 1e-5, v)
         _, cache = cuda.layer_norm_forward(x, g, g)
-        for cfg in kernels.variants(D, dtype.__name__, True, cc):
-            cuda.layer_norm_backward(dy, cache, _config=cfg)
+        for v in X.variants(D, dtype.__name__, True, cc):
+            X.backward(dy, cache, v)
         cp.cuda.Device().synchronize()
 print("sanitize run done")

@@ -14,24 +14,25 @@ import cupy as cp  # noqa: E402
 from benchmarks.gpu import copy_gbps, make_inputs, min_bytes, time_ms  # noqa: E402
 from lnlib import cuda as lncuda  # noqa: E402
 from lnlib.cuda import kernels as K  # noqa: E402
+from lnlib.cuda.limits import ITEMSIZE, MAX_BYTES_PER_THREAD, SMEM_ACC_LIMIT, VECTOR_BYTES  # noqa: E402
 
 
 def main():
     copy = copy_gbps()
     print(f"copy {copy:.0f} GB/s")
     for dtype, D in [("float32", 16384), ("float32", 65536), ("bfloat16", 16384), ("bfloat16", 65536)]:
-        s = 4 if dtype == "float32" else 2
+        s = ITEMSIZE[dtype]
         M, x, g, b, dy = make_inputs(dtype, D)
         _, cache = lncuda.layer_norm_forward(x, g, b)
-        VW = 16 // s
+        VW = VECTOR_BYTES // s
         for backward in (False, True):
             nbytes = min_bytes(M, D, s, backward)
             for C in (1, 2, 4, 8):
                 for TPR in (256, 512, 1024):
                     N = math.ceil(D // VW / C / TPR)
-                    if N * VW * s > 64 or (backward and 2 * (D // C) * 4 > K.SMEM_ACC_LIMIT):
+                    cfg = K.RowConfig("cluster" if C > 1 else "rows", VW, N, TPR, 1, C)
+                    if N * VW * s > MAX_BYTES_PER_THREAD or (backward and K.acc_smem_bytes(cfg, D) > SMEM_ACC_LIMIT):
                         continue
-                    cfg = K.RowConfig("cluster" if C > 1 else "rows", VW, N, TPR, 1, C, acc_regs=False)
                     name = K.kernel_name(dtype, cfg, backward)
                     try:
                         if backward:

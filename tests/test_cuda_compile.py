@@ -1,12 +1,15 @@
 """Every CUDA kernel compiles with NVRTC for sm_70, sm_75 and sm_90, and the compiled code has the
-properties the book claims (no spills, 16-byte loads, fewer barriers): checked on the CPU, no GPU."""
+properties the book claims (no spills, 16-byte loads): checked on the CPU, no GPU. The experiments'
+kernels (benchmarks/experiments/) are checked by tests/test_experiments.py."""
 
 import functools
 import re
 
 import pytest
 
+from lnlib.cuda import families as F
 from lnlib.cuda import kernels as K
+from lnlib.cuda import limits as L
 from lnlib.cuda import nvrtc, versions
 
 pytestmark = pytest.mark.skipif(nvrtc.find_library(13) is None, reason="libnvrtc.so.13 not found (pip install nvidia-cuda-nvrtc)")
@@ -40,20 +43,20 @@ def test_every_instance_compiles_for_volta_with_nvrtc12():
     cubin, usage = compiled("sm_70")
     assert cubin[:4] == b"\x7fELF" and set(usage) == set(K.all_instances(70))
     with pytest.raises(RuntimeError, match="nvrtcCompileProgram"):
-        K.compile_cubin(["ln_fwd<double, 1, 1, 32, 1, false>"], "sm_70")
+        K.compile_cubin([F.LN_FWD.name(T="double", VW=1, N=1, TPR=32, RPB=1)], "sm_70")
 
 
 @pytest.mark.parametrize("arch", ["sm_70", "sm_75", "sm_90"])
 def test_chosen_kernels_keep_their_values_in_registers(arch):
     # A spill puts what the kernel holds in registers (the row) into local memory, and every row then
-    # pays for it. Allowed: up to 16 bytes, the few values ptxas parks in local memory because the
-    # IEEE division and square root call a slow-path subroutine (seen in the SASS: stored once in the
-    # prologue, reloaded at most once a row), never the row itself.
+    # pays for it. Allowed: up to L.SPILL_ALLOWANCE bytes, the few values ptxas parks in local memory
+    # because the IEEE division and square root call a slow-path subroutine (seen in the SASS: stored
+    # once in the prologue, reloaded at most once a row), never the row itself.
     if arch == "sm_70" and nvrtc.find_library(12) is None:
         pytest.skip("NVRTC 12 not installed")
     _, usage = compiled(arch)
-    chosen = K.all_instances(ARCHS[arch], with_variants=False)
-    spilled = {n: usage[n] for n in chosen if usage[n]["spill_stores"] > 16}
+    chosen = K.all_instances(ARCHS[arch])
+    spilled = {n: usage[n] for n in chosen if usage[n]["spill_stores"] > L.SPILL_ALLOWANCE}
     assert not spilled
     assert all(0 < usage[n]["registers"] <= 255 for n in chosen)
 
@@ -83,18 +86,19 @@ def test_versions_compile_without_spills(arch):
     cubin, usage = K.compile_report(names, arch, "versions")
     assert cubin[:4] == b"\x7fELF" and set(usage) == set(names)
     for n in names:
-        assert usage[n]["spill_stores"] == 0 and 0 < usage[n]["registers"] <= 64, (n, usage[n])
+        assert usage[n]["spill_stores"] == 0 and 0 < usage[n]["registers"] <= L.MAX_REGS_1024, (n, usage[n])
 
 
 @needs_nvdisasm
 def test_versions_3_and_4_load_16_bytes():
     # the one thing version 3 adds to version 2, seen in the machine code: 16-byte loads and stores
-    names = ["v2_forward<2>", "v3_forward<2>", "v4_forward<2>"]
-    cubin, usage = K.compile_report(names, "sm_90", "versions")
+    names = {k: versions.VERSIONS[k].kernels[0].name(N=2) for k in ("v2", "v3", "v4")}
+    cubin, usage = K.compile_report(list(names.values()), "sm_90", "versions")
     code = nvrtc.sass(cubin)
-    wide = {n: sum(nvrtc.opcode(i).startswith(("LDG.E.128", "STG.E.128")) for i in code[usage[n]["mangled"]])
-            for n in names}
-    assert wide["v2_forward<2>"] == 0 and wide["v3_forward<2>"] > 0 and wide["v4_forward<2>"] > 0, wide
+    wide = {k: sum(nvrtc.opcode(i).startswith(("LDG.E.128", "STG.E.128")) for i in code[usage[n]["mangled"]])
+            for k, n in names.items()}
+    assert wide["v2"] == 0 and wide["v3"] > 0 and wide["v4"] > 0, wide
+    assert [versions.VERSIONS[k].vector for k in names] == [False, True, True]
 
 
 def test_versions_launch_config_covers_the_row():
@@ -103,14 +107,14 @@ def test_versions_launch_config_covers_the_row():
             try:
                 name, threads = versions.launch_config(version, D)
             except ValueError as exc:
-                too_long = D > versions.MAX_D.get(version, 2**31)
-                assert too_long or version in ("v3", "v4") and D % 4, (version, D)
+                too_long = D > versions.MAX_D.get(version, L.INT_MAX)
+                assert too_long or versions.VERSIONS[version].vector and D % 4, (version, D)
                 assert str(exc).startswith(version)
                 continue
             assert name in versions.instances() and threads % 32 == 0 and 32 <= threads <= 1024
-            if "<" in name and version != "v0":  # a register kernel: N values (or vectors) a thread
-                per = 4 if version in ("v3", "v4") else 1
-                N = int(name.split("<")[1].rstrip(">"))
+            if versions.VERSIONS[version].block_n:  # a register kernel: N values (or vectors) a thread
+                per = 4 if versions.VERSIONS[version].vector else 1
+                N = F.parse_name(name)[1]["N"]
                 assert N * threads * per >= D and (N == 1 or (N // 2) * threads * per < D), (version, D, name)
     with pytest.raises(ValueError, match="divisible by 4"):
         versions.launch_config("v3", 1001)
@@ -130,9 +134,9 @@ def test_versions_sections_are_marked():
     begins = re.findall(r"^// BEGIN (\S+)$", text, flags=re.M)
     ends = re.findall(r"^// END (\S+)$", text, flags=re.M)
     assert begins == ends and len(set(begins)) == len(begins)
-    assert set(begins) >= {"v0-reduction", "v0", "block-sum", "v1", "v2", "float4", "v3", "v4", "b0", "b1"}
+    assert set(begins) == {s for v in versions.VERSIONS.values() for s in v.sections}
     shown = "".join(cuda_section(path, name) for name in begins)
-    for kernel in {n.split("<")[0] for n in versions.instances()}:
+    for kernel in {F.parse_name(n)[0].kernel for n in versions.instances()}:
         assert re.search(rf"\b{kernel}\(", shown), kernel
     with pytest.raises(ValueError, match="no section"):
         cuda_section(path, "v9")
@@ -140,7 +144,7 @@ def test_versions_sections_are_marked():
 
 def test_compile_error_is_reported():
     with pytest.raises(RuntimeError, match="NVRTC failed.*\n.*from_float"):
-        K.compile_cubin(["ln_fwd<double, 1, 1, 32, 1, false>"], "sm_90")
+        K.compile_cubin([F.LN_FWD.name(T="double", VW=1, N=1, TPR=32, RPB=1)], "sm_90")
 
 
 @pytest.mark.parametrize("D", [1, 2, 3, 7, 64, 100, 256, 768, 1000, 1024, 4096, 8192, 16384, 65536, 262144, 100003])
@@ -153,50 +157,9 @@ def test_config_covers_the_row(D, dtype, backward):
             continue
         assert cfg.TPR * cfg.N * cfg.VW * cfg.C >= D  # every element has a thread
         assert D % (cfg.C * cfg.VW) == 0 or cfg.VW == 1 and cfg.C == 1
-        assert cfg.threads <= 1024
-        assert cfg.N * cfg.VW * K.ITEMSIZE[dtype] <= K.MAX_BYTES_PER_THREAD
+        assert cfg.threads <= L.MAX_THREADS
+        assert cfg.N * cfg.VW * L.ITEMSIZE[dtype] <= L.MAX_BYTES_PER_THREAD
         if cc < 90:
             assert cfg.C == 1
         if backward:
-            assert cfg.RPB * 2 * (D // cfg.C) * 4 <= K.SMEM_ACC_LIMIT
-
-
-def _barriers(ptx: str) -> tuple[int, int]:
-    """(block barriers, cluster barriers) in one kernel's PTX."""
-    return ptx.count("bar.sync"), ptx.count("barrier.cluster.wait")
-
-
-def test_two_reduction_slots_remove_barriers():
-    # what the bufs/merge variants claim, checked in the generated code: with two alternating slots a
-    # reduction needs one block barrier, not two; a cluster kernel keeps one cluster barrier per
-    # exchange plus one before its blocks exit; merge exchanges once per row instead of twice
-    names = {
-        "rows": ("ln_fwd<float, 4, 2, 128, 1, false>", "ln_fwd<float, 4, 2, 128, 1, false, 2>"),
-        "cluster": ("ln_fwd_cluster<float, 4, 4, 512, 8>", "ln_fwd_cluster<float, 4, 4, 512, 8, 2>",
-                    "ln_fwd_cluster<float, 4, 4, 512, 8, 2, true>"),
-        "bwd": ("ln_bwd_cluster<float, 4, 4, 512, 8, false>", "ln_bwd_cluster<float, 4, 4, 512, 8, false, 2>"),
-    }
-    ptx = K.compile_ptx([n for group in names.values() for n in group])
-    counts = {n: _barriers(ptx[n]) for n in ptx}
-    one, two = names["rows"]
-    assert counts[one] == (4, 0) and counts[two] == (2, 0)  # two reductions a row
-    base, bufs2, merged = names["cluster"]
-    assert counts[base] == (4, 4) and counts[bufs2] == (2, 3) and counts[merged] == (2, 2)
-    base, bufs2 = names["bwd"]  # one reduction a row, plus the accumulators' two block barriers
-    assert counts[base] == (4, 2) and counts[bufs2] == (3, 2)
-
-
-@pytest.mark.parametrize("dtype", ["float32", "float16", "bfloat16"])
-@pytest.mark.parametrize("backward", [False, True])
-def test_variants_cover_the_row(dtype, backward):
-    for D in K.BENCH_D:
-        configs = K.variants(D, dtype, backward, 90)
-        assert configs[0] == K.choose(D, dtype, backward, 90)  # the chosen layout is measured with them
-        for cfg in configs:
-            assert cfg.TPR * cfg.N * cfg.VW * cfg.C >= D and D % (cfg.C * cfg.VW) == 0
-            assert cfg.threads <= 1024 and cfg.C <= 8
-            assert cfg.N * cfg.VW * K.ITEMSIZE[dtype] <= K.MAX_BYTES_PER_THREAD
-            assert not (cfg.merge and (backward or cfg.C == 1))
-            if backward:
-                assert cfg.RPB * 2 * (D // cfg.C) * 4 <= K.SMEM_ACC_LIMIT
-        assert all(c.C == 1 for c in K.variants(D, dtype, backward, 75))  # no clusters before sm_90
+            assert K.acc_smem_bytes(cfg, D) <= L.SMEM_ACC_LIMIT

@@ -10,6 +10,7 @@ import functools
 import pytest
 
 from lnlib.cuda import kernels as K
+from lnlib.cuda import limits as L
 from lnlib.cuda import nvrtc
 
 pytestmark = pytest.mark.skipif(nvrtc.find_library(13) is None, reason="libnvrtc.so.13 not found")
@@ -24,7 +25,7 @@ def compiled(arch: str):
         from tests.test_cuda_compile import compiled as shared
 
         return shared(arch)
-    return K.compile_report(K.all_instances(ARCHS[arch], with_variants=False), arch)  # chosen kernels only
+    return K.compile_report(K.all_instances(ARCHS[arch]), arch)
 
 
 def _chosen(cc: int):
@@ -47,7 +48,7 @@ def test_chosen_layouts_compile_and_fit_the_architecture(arch):
     if arch == "sm_70" and nvrtc.find_library(12) is None:
         pytest.skip("NVRTC 12 not installed (pip install nvidia-cuda-nvrtc-cu12)")
     cc = ARCHS[arch]
-    limits = K.limits_for(cc)
+    limits = L.limits_for(cc)
     cubin, usage = compiled(arch)
     assert cubin[:4] == b"\x7fELF"
     chosen = _chosen(cc)
@@ -56,5 +57,5 @@ def test_chosen_layouts_compile_and_fit_the_architecture(arch):
     for name, (threads, dyn_smem) in chosen.items():
         u = usage[name]
         assert u["registers"] * threads <= limits.regs_per_sm, (name, u["registers"], threads)
-        assert u["smem"] <= K.STATIC_SMEM_RESERVE, (name, u["smem"])  # the reserve really covers it
+        assert u["smem"] <= L.STATIC_SMEM_RESERVE, (name, u["smem"])  # the reserve really covers it
         assert u["smem"] + dyn_smem <= limits.smem_per_block_optin, (name, u["smem"], dyn_smem)

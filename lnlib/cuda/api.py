@@ -6,10 +6,9 @@ import functools
 import math
 from typing import Any, NamedTuple
 
-import numpy as np
-
 from .._validate import check_eps
 from . import kernels as K
+from . import limits as L
 
 __all__ = ["LayerNormCudaCache", "layer_norm_forward", "layer_norm_backward", "is_available"]
 
@@ -123,7 +122,8 @@ def _launch(run, name: str, fallback):
 
 
 def _p(t):
-    return np.uint64(0 if t is None else t.ptr)
+    """The device pointer of a _Tensor (None: a null pointer), for a kernel's pointer argument."""
+    return None if t is None else t.ptr
 
 
 class LayerNormCudaCache(NamedTuple):
@@ -165,17 +165,22 @@ def _check_param(name, p, x: _Tensor):
 
 
 @functools.lru_cache(maxsize=None)
-def _num_regs(name: str) -> int:
-    return max(1, K.get_kernel(name).num_regs)
+def _num_regs(instance) -> int:
+    return max(1, K.kernel_of(instance).num_regs)
 
 
-def _persistent_grid(name: str, threads: int, smem: int, device: int) -> int:
-    """As many blocks as the GPU holds at once, by threads, registers and shared memory."""
+def persistent_grid(instance, threads: int, smem: int, device: int) -> int:
+    """As many blocks of ``instance`` (a :class:`~lnlib.cuda.families.Instance`) as the GPU holds at
+    once, by threads, registers and shared memory."""
     limits = K.device_limits(device)
-    return limits.sm_count * limits.resident_blocks(threads, _num_regs(name), smem)
+    return limits.sm_count * limits.resident_blocks(threads, _num_regs(instance), smem)
 
 
-def layer_norm_forward(x, gamma=None, beta=None, eps=1e-5, *, _config=None, _onepass=False):
+def _looped_grid(M: int, device: int) -> int:
+    return min(M, _sm_count(device) * L.LOOPED_BLOCKS_PER_SM)
+
+
+def layer_norm_forward(x, gamma=None, beta=None, eps=1e-5, *, _config=None, _kernel=None, _grid=None):
     """LayerNorm over the last axis on the GPU: the same contract as :func:`lnlib.layer_norm_forward`.
 
     Parameters
@@ -200,6 +205,11 @@ def layer_norm_forward(x, gamma=None, beta=None, eps=1e-5, *, _config=None, _one
     Statistics in float32 on the row shifted by its first element (exact), two passes over the row
     held in registers; one row per group of threads; rows longer than one block's registers are split
     over a thread-block cluster (sm_90) or looped over. NaN and Inf stay in their row.
+
+    The private keywords are for the benchmarks: ``_config`` a layout (:class:`~lnlib.cuda.kernels.RowConfig`)
+    instead of the chosen one; ``_kernel`` an :class:`~lnlib.cuda.families.Instance` to launch instead of
+    the production kernel of that layout (an experiment of ``benchmarks/experiments/``, which must take
+    the same arguments); ``_grid`` the number of blocks instead of one block (or cluster) per row group.
     """
     xt = _as_tensor("x", x)
     if len(xt.shape) == 0:
@@ -211,8 +221,8 @@ def layer_norm_forward(x, gamma=None, beta=None, eps=1e-5, *, _config=None, _one
     bt = _check_param("beta", beta, xt)
     eps = check_eps(eps)
     M = math.prod(xt.shape[:-1])
-    if M > K.MAX_ROWS or D > 2**31 - 1:  # the kernels count rows and columns in 32-bit ints
-        raise ValueError(f"x must have at most {K.MAX_ROWS} rows and D < 2**31 for lnlib.cuda; got shape {xt.shape}")
+    if M > L.MAX_ROWS or D > L.INT_MAX:  # the kernels count rows and columns in 32-bit ints
+        raise ValueError(f"x must have at most {L.MAX_ROWS} rows and D < 2**31 for lnlib.cuda; got shape {xt.shape}")
     import cupy
 
     # allocate on x's device (CuPy allocates on the current one) and launch there
@@ -221,30 +231,29 @@ def layer_norm_forward(x, gamma=None, beta=None, eps=1e-5, *, _config=None, _one
         mean_shift = _empty(xt, (M,), "float32")
         rstd = _empty(xt, (M,), "float32")
         if M > 0:
-            aligned = all(t is None or t.ptr % 16 == 0 for t in (xt, gt, bt, y))
+            aligned = all(t is None or t.ptr % L.VECTOR_BYTES == 0 for t in (xt, gt, bt, y))
             cfg = _config or K.choose(D, xt.dtype, False, aligned=aligned, limits=K.device_limits(xt.device))
-            name = K.forward_name(xt.dtype, cfg, _onepass)
-            kernel = K.get_kernel(name)
-            sms = _sm_count(xt.device)
+            inst = _kernel or K.forward_instance(xt.dtype, cfg)
+            kernel = K.kernel_of(inst)
             if cfg.kind == "looped":
-                grid = min(M, sms * 8)
+                grid = _looped_grid(M, xt.device)
             else:  # one block (or cluster) per group of rows: the block scheduler overlaps their phases
-                grid = min(K.forward_groups(M, cfg.RPB), (2**31 - 1) // cfg.C) * cfg.C
-                if cfg.blocks_per_sm > 0:  # a persistent grid instead: rows visited with a stride
-                    grid = min(grid, max(1, sms * cfg.blocks_per_sm // cfg.C) * cfg.C)
-                elif cfg.blocks_per_sm < 0:  # as many blocks as are resident at once
-                    resident = _persistent_grid(name, cfg.threads, 0, xt.device)
-                    grid = min(grid, max(1, resident // cfg.C) * cfg.C)
-            args = (_p(xt), _p(gt), _p(bt), _p(y), _p(mean_shift), _p(rstd), np.int32(M), np.int32(D), np.float32(eps))
-            looped = K.forward_name(xt.dtype, K.RowConfig("looped"))
-            _launch(lambda: kernel((grid,), (cfg.threads,), args, stream=_stream(xt)), name,
-                    lambda: K.get_kernel(looped)((min(M, sms * 8),), (1024,), args, stream=_stream(xt)))
+                grid = min(K.forward_groups(M, cfg.RPB), L.INT_MAX // cfg.C) * cfg.C
+            grid = _grid or grid
+            # every forward family takes the same arguments (tests/test_kernel_registry.py checks it)
+            args = dict(x=_p(xt), gamma=_p(gt), beta=_p(bt), y=_p(y), mean_shift=_p(mean_shift), rstd=_p(rstd),
+                        M=M, D=D, eps=eps)
+            looped = K.forward_instance(xt.dtype, K.RowConfig("looped"))
+            _launch(lambda: kernel((grid,), (cfg.threads,), inst.family.launch_args(**args), stream=_stream(xt)),
+                    inst.name,
+                    lambda: K.kernel_of(looped)((_looped_grid(M, xt.device),), (L.LOOPED_THREADS,),
+                                                looped.family.launch_args(**args), stream=_stream(xt)))
     version = int(xt.obj._version) if xt.kind == "torch" else None
     cache = LayerNormCudaCache(xt.obj, None if gt is None else gt.obj, mean_shift.obj, rstd.obj, bt is not None, version)
     return y.obj, cache
 
 
-def layer_norm_backward(dy, cache, *, _config=None):
+def layer_norm_backward(dy, cache, *, _config=None, _kernel=None):
     """Gradients on the GPU: ``(dx, dgamma, dbeta)``, as :func:`lnlib.layer_norm_backward`.
 
     One fused pass over x and dy per row (x_hat recomputed), dgamma and dbeta accumulated per block
@@ -256,6 +265,8 @@ def layer_norm_backward(dy, cache, *, _config=None):
         If ``cache`` is not a LayerNormCudaCache or ``dy`` is not a device array of x's kind and dtype.
     ValueError
         If ``dy`` does not have y's shape, or (torch) x was modified in place after the forward.
+
+    ``_config`` and ``_kernel`` are for the benchmarks, as in :func:`layer_norm_forward`.
     """
     if not isinstance(cache, LayerNormCudaCache):
         raise TypeError(f"cache must be the LayerNormCudaCache returned by lnlib.cuda.layer_norm_forward, got {type(cache).__name__}")
@@ -287,31 +298,31 @@ def layer_norm_backward(dy, cache, *, _config=None):
             return dx.obj, None if dgamma is None else dgamma.obj, None if dbeta is None else dbeta.obj
         ms = _as_tensor("cache", cache.mean_shift, ("float32",))
         rs = _as_tensor("cache", cache.rstd, ("float32",))
-        sms = _sm_count(xt.device)
-        aligned = all(t is None or t.ptr % 16 == 0 for t in (xt, dyt, gt, dx))
+        aligned = all(t is None or t.ptr % L.VECTOR_BYTES == 0 for t in (xt, dyt, gt, dx))
         cfg = _config or K.choose(D, xt.dtype, True, aligned=aligned, limits=K.device_limits(xt.device))
-        name = K.backward_name(xt.dtype, cfg)
-        kernel = K.get_kernel(name)
+        inst = _kernel or K.backward_instance(xt.dtype, cfg)
+        kernel = K.kernel_of(inst)
+        tile = L.PARAM_TILE
 
         def looped_backward():
-            lk = K.get_kernel(K.backward_name(xt.dtype, K.RowConfig("looped")))
-            lk((min(M, sms * 8),), (1024,), (_p(xt), _p(dyt), _p(gt), _p(ms), _p(rs), _p(dx), np.int32(M), np.int32(D)),
-               stream=stream)
+            looped = K.backward_instance(xt.dtype, K.RowConfig("looped"))
+            K.kernel_of(looped)((_looped_grid(M, xt.device),), (L.LOOPED_THREADS,), looped.family.launch_args(
+                x=_p(xt), dy=_p(dyt), gamma=_p(gt), mean_shift=_p(ms), rstd=_p(rs), dx=_p(dx), M=M, D=D), stream=stream)
             if not want:
                 return None
-            P = min(64, math.ceil(M / 32))
+            P = min(L.MAX_PARAM_PARTS, math.ceil(M / tile))
             part = _empty(xt, (2, P, D), "float32")
-            pk = K.get_kernel(f"ln_bwd_params_looped<{K.CTYPE[xt.dtype]}>")
-            pk((math.ceil(D / 32), P), (32, 32),
-               (_p(xt), _p(dyt), _p(ms), _p(rs), _p(part), np.uint64(part.ptr + 4 * P * D),
-                np.int32(M), np.int32(D)), stream=stream)
+            params = K.params_looped_instance(xt.dtype)
+            K.kernel_of(params)((math.ceil(D / tile), P), (tile, tile), params.family.launch_args(
+                x=_p(xt), dy=_p(dyt), mean_shift=_p(ms), rstd=_p(rs), part_dgamma=part.ptr,
+                part_dbeta=part.ptr + 4 * P * D, M=M, D=D), stream=stream)
             return part, P
 
         if cfg.kind == "looped":
             part, P = looped_backward() or (None, 0)
         else:
             smem = K.acc_smem_bytes(cfg, D) if want else 0
-            grid = _persistent_grid(name, cfg.threads, smem, xt.device)
+            grid = persistent_grid(inst, cfg.threads, smem, xt.device)
             grid = (grid // cfg.C) * cfg.C
             rows_per_pass = (grid // cfg.C) * cfg.RPB
             if rows_per_pass > M:  # no more groups than rows
@@ -323,21 +334,23 @@ def layer_norm_backward(dy, cache, *, _config=None):
             def refused():
                 fallback["part"] = looped_backward() or (None, 0)
 
-            args = (_p(xt), _p(dyt), _p(gt), _p(ms), _p(rs), _p(dx),
-                    _p(part), np.uint64(part.ptr + 4 * P * D if want else 0), np.int32(M), np.int32(D))
+            # every row and cluster backward family takes the same arguments (test_kernel_registry.py)
+            args = inst.family.launch_args(x=_p(xt), dy=_p(dyt), gamma=_p(gt), mean_shift=_p(ms), rstd=_p(rs),
+                                           dx=_p(dx), part_dgamma=_p(part),
+                                           part_dbeta=part.ptr + 4 * P * D if want else None, M=M, D=D)
 
             def run():
-                if smem > 48 * 1024 and kernel.max_dynamic_shared_size_bytes < smem:
+                if smem > L.DEFAULT_DYNAMIC_SMEM and kernel.max_dynamic_shared_size_bytes < smem:
                     kernel.max_dynamic_shared_size_bytes = smem  # refused where a block may not have it
                 kernel((grid,), (cfg.threads,), args, stream=stream, shared_mem=smem)
 
-            _launch(run, name, refused)
+            _launch(run, inst.name, refused)
             if fallback:
                 part, P = fallback["part"]
         if want:
-            ck = K.get_kernel(f"ln_col_sum<{K.CTYPE[xt.dtype]}>")
+            col_sum = K.col_sum_instance(xt.dtype)
             for t, i in ((dgamma, 0), (dbeta, 1)):
                 if t is not None:
-                    ck((math.ceil(D / 32),), (32, 32), (np.uint64(part.ptr + 4 * i * P * D), np.int32(P), np.int32(D), _p(t)),
-                       stream=stream)
+                    K.kernel_of(col_sum)((math.ceil(D / tile),), (tile, tile), col_sum.family.launch_args(
+                        part=part.ptr + 4 * i * P * D, P=P, D=D, out=_p(t)), stream=stream)
     return dx.obj, None if dgamma is None else dgamma.obj, None if dbeta is None else dbeta.obj

@@ -10,10 +10,14 @@
 // do not lose digits when the row's mean is far from zero; the saved "mean" is mean_shift, which the
 // backward combines with the same K to recompute x_hat exactly as the forward had it.
 //
-// Template parameters of the row kernels:
+// Template parameters of the row kernels (lnlib.cuda.kernels.choose picks them per row length;
+// lnlib/cuda/families.py describes every kernel's parameters and arguments, checked against this file):
 //   T    storage type          VW  elements per vector load (16 bytes, or 1)
 //   N    vectors per thread    TPR threads per row        RPB rows per block
 //   C    blocks per row (a thread-block cluster on sm_90; 1 elsewhere)
+// Only the parameters the chooser varies are here. Variants of these kernels (fewer barriers, gamma
+// kept in registers, persistent grids, ...) live in benchmarks/experiments/, and one moves into this
+// file only once it is measured faster.
 
 struct half_t { unsigned short bits; };
 struct bf16_t { unsigned short bits; };
@@ -151,62 +155,46 @@ __device__ __forceinline__ float2 cluster_load2(const float2* local, unsigned ra
     return v;
 }
 
-// Shared-memory slots of the reductions. With BUFS = 1 one slot is reused, so every reduction needs a
-// barrier before it writes (the previous reduction's readers must be done) and, across a cluster, one
-// after it reads (its slot must not be overwritten, and no block may exit, while others still read it).
-// With BUFS = 2 consecutive reductions alternate between two slots and the first of those barriers
-// goes: reduction k + 2 writes slot k % 2 only after its writer has passed reduction k + 1's barrier,
-// which every reader of reduction k reaches only after reading. One barrier per reduction instead of
-// two; a cluster kernel then needs one last cluster barrier before its blocks exit.
-struct Phases {
-    int red = 0, xchg = 0;
-};
-
-// Sum of v over the TPR threads of each row group.
-// red must hold BUFS * RPB * max(1, TPR/32) float2.
-template <int TPR, int RPB, int BUFS>
-__device__ __forceinline__ float2 group_sum2(float2 v, float2* red, Phases& ph) {
+// Sum of v over the TPR threads of each row group. red must hold RPB * max(1, TPR/32) float2.
+// One slot is reused by every reduction, so each needs a barrier before it writes (the previous
+// reduction's readers must be done) and one after (its own writers must be done).
+template <int TPR, int RPB>
+__device__ __forceinline__ float2 group_sum2(float2 v, float2* red) {
     v = warp_sum2<TPR>(v);
     if constexpr (TPR > 32) {
         constexpr int NW = TPR / 32;
-        float2* slot = red + (BUFS > 1 ? ph.red * RPB * NW : 0);
         const int group = threadIdx.x / TPR, wig = (threadIdx.x % TPR) / 32;
-        if constexpr (BUFS == 1) __syncthreads();  // the previous reduction's readers are done with red
-        if ((threadIdx.x & 31) == 0) slot[group * NW + wig] = v;
+        __syncthreads();  // the previous reduction's readers are done with red
+        if ((threadIdx.x & 31) == 0) red[group * NW + wig] = v;
         __syncthreads();
         // every warp of the group adds the NW partials with the same butterfly: one shared-memory
         // load per thread, and bit-identical totals in all warps
         const int l = threadIdx.x & 31;
-        v = l < NW ? slot[group * NW + l] : make_float2(0.f, 0.f);
+        v = l < NW ? red[group * NW + l] : make_float2(0.f, 0.f);
         v = warp_sum2<32>(v);  // full width: every lane gets the total (the zeros add exactly)
-        if constexpr (BUFS > 1) ph.red ^= 1;
     }
     return v;
 }
 
 // The C blocks' values of v (one per block, the same in all its threads), gathered in every block
-// in rank order. xchg must hold BUFS float2.
-template <int C, int BUFS>
-__device__ __forceinline__ void cluster_gather2(float2 v, float2 (&all)[C], float2* xchg, Phases& ph) {
-    float2* slot = xchg + (BUFS > 1 ? ph.xchg : 0);
-    if (threadIdx.x == 0) *slot = v;
+// in rank order through the blocks' shared memory (xchg, one float2 per block).
+template <int C>
+__device__ __forceinline__ void cluster_gather2(float2 v, float2 (&all)[C], float2* xchg) {
+    if (threadIdx.x == 0) *xchg = v;
     cluster_sync();
 #pragma unroll
-    for (unsigned r = 0; r < C; ++r) all[r] = cluster_load2(slot, r);
-    if constexpr (BUFS == 1) {
-        cluster_sync();  // nobody overwrites the slot before every block has read it
-    } else {
-        ph.xchg ^= 1;
-    }
+    for (unsigned r = 0; r < C; ++r) all[r] = cluster_load2(xchg, r);
+    // nobody overwrites the slot, and no block exits, before every block has read it
+    cluster_sync();
 }
 
 // Sum of v over the TPR threads of each row group and, when C > 1, over the C blocks of the cluster.
-template <int TPR, int RPB, int C, int BUFS>
-__device__ __forceinline__ float2 row_sum2(float2 v, float2* red, float2* xchg, Phases& ph) {
-    v = group_sum2<TPR, RPB, BUFS>(v, red, ph);
+template <int TPR, int RPB, int C>
+__device__ __forceinline__ float2 row_sum2(float2 v, float2* red, float2* xchg) {
+    v = group_sum2<TPR, RPB>(v, red);
     if constexpr (C > 1) {
         float2 all[C];
-        cluster_gather2<C, BUFS>(v, all, xchg, ph);
+        cluster_gather2<C>(v, all, xchg);
         v = all[0];
 #pragma unroll
         for (int r = 1; r < C; ++r) {  // the same order in every block: bit-identical sums
@@ -243,43 +231,25 @@ __device__ __forceinline__ float2 sum_sq_dev(const float (&d)[N][VW], float cent
 
 // ---------------------------------------------------------------------------------------------
 // Forward: one row group (TPR threads) per row, the row held in registers; C blocks per row.
-// Rows are visited with a grid stride, so any grid size is correct. ONEPASS computes
-// E[x^2] - E[x]^2 without the shift: kept only to measure what it costs (the book's version 4).
-// MERGE (C > 1): each block takes the two-pass statistics of its own part of the row, and the cluster
-// combines the C (mean, sum of squares) pairs once (Chan et al.): one cluster exchange per row, not two.
-// KEEP: gamma and beta for the thread's columns are loaded once, before the row loop, and kept (raw)
-// in registers: with a persistent grid a block then reads them once instead of once a row.
+// Rows are visited with a grid stride, so any grid size is correct.
 
-template <typename T, int VW, int N, int TPR, int RPB, int C, bool ONEPASS, int BUFS, bool MERGE, bool KEEP>
+template <typename T, int VW, int N, int TPR, int RPB, int C>
 __device__ __forceinline__ void ln_fwd_body(const T* __restrict__ x, const T* __restrict__ gamma,
                                             const T* __restrict__ beta, T* __restrict__ y,
                                             float* __restrict__ mean_shift, float* __restrict__ rstd_out,
                                             int M, int D, float eps) {
-    static_assert(!(MERGE && (C == 1 || ONEPASS)), "MERGE combines the blocks of a cluster");
-    __shared__ float2 red[BUFS * RPB * (TPR > 32 ? TPR / 32 : 1)];
-    __shared__ float2 xchg[BUFS];
-    Phases ph;
+    __shared__ float2 red[RPB * (TPR > 32 ? TPR / 32 : 1)];
+    __shared__ float2 xchg[1];  // this block's value in a cluster exchange
     const int group = threadIdx.x / TPR, lane = threadIdx.x % TPR;
     const int rank = C > 1 ? (int)cluster_rank() : 0;
     const int Dc = D / C, col0 = rank * Dc;
     const int first = (blockIdx.x / C) * RPB, stride = (gridDim.x / C) * RPB;
     const float inv_D = 1.0f / (float)D;
-    Raw<T, VW> gk[KEEP ? N : 1], bk[KEEP ? N : 1];
-    if constexpr (KEEP) {
-#pragma unroll
-        for (int k = 0; k < N; ++k) {
-            const int c = (k * TPR + lane) * VW;
-            if (c < Dc) {
-                if (gamma) gk[k] = load_raw<T, VW>(gamma + col0 + c);
-                if (beta) bk[k] = load_raw<T, VW>(beta + col0 + c);
-            }
-        }
-    }
     for (int base = first; base < M; base += stride) {
         const int row = base + group;
         const bool active = row < M;
         const T* xr = x + (size_t)row * D + col0;
-        const float K = (active && !ONEPASS) ? to_float(x[(size_t)row * D]) : 0.0f;
+        const float K = active ? to_float(x[(size_t)row * D]) : 0.0f;
         float d[N][VW];
         float2 s = make_float2(0.f, 0.f);
 #pragma unroll
@@ -291,40 +261,16 @@ __device__ __forceinline__ void ln_fwd_body(const T* __restrict__ x, const T* __
                 for (int j = 0; j < VW; ++j) {
                     d[k][j] -= K;
                     s.x += d[k][j];
-                    if (ONEPASS) s.y += d[k][j] * d[k][j];
                 }
             } else {
 #pragma unroll
                 for (int j = 0; j < VW; ++j) d[k][j] = 0.f;
             }
         }
-        float m, var;
-        if constexpr (MERGE) {
-            const float inv_Dc = 1.0f / (float)Dc;
-            const float mb = group_sum2<TPR, RPB, BUFS>(s, red, ph).x * inv_Dc;
-            const float qb = group_sum2<TPR, RPB, BUFS>(sum_sq_dev<VW, N, TPR>(d, mb, lane, Dc, active), red, ph).x;
-            float2 all[C];
-            cluster_gather2<C, BUFS>(make_float2(mb, qb), all, xchg, ph);
-            m = 0.f;
-#pragma unroll
-            for (int r = 0; r < C; ++r) m += all[r].x;
-            m *= 1.0f / (float)C;
-            float m2 = 0.f;
-#pragma unroll
-            for (int r = 0; r < C; ++r) {  // every block's sum of squares about the row's mean
-                const float t = all[r].x - m;
-                m2 += all[r].y + (float)Dc * t * t;
-            }
-            var = m2 * inv_D;
-        } else {
-            s = row_sum2<TPR, RPB, C, BUFS>(s, red, xchg, ph);
-            m = s.x * inv_D;
-            if (ONEPASS) {
-                var = s.y * inv_D - m * m;
-            } else {
-                var = row_sum2<TPR, RPB, C, BUFS>(sum_sq_dev<VW, N, TPR>(d, m, lane, Dc, active), red, xchg, ph).x * inv_D;
-            }
-        }
+        s = row_sum2<TPR, RPB, C>(s, red, xchg);
+        const float m = s.x * inv_D;
+        // the second pass, over the registers: the squared deviations from the mean
+        const float var = row_sum2<TPR, RPB, C>(sum_sq_dev<VW, N, TPR>(d, m, lane, Dc, active), red, xchg).x * inv_D;
         const float rs = 1.0f / sqrtf(var + eps);
         if (active) {
 #pragma unroll
@@ -332,16 +278,8 @@ __device__ __forceinline__ void ln_fwd_body(const T* __restrict__ x, const T* __
                 const int c = (k * TPR + lane) * VW;
                 if (c < Dc) {
                     float g[VW], b[VW], o[VW];
-                    if constexpr (KEEP) {
-#pragma unroll
-                        for (int j = 0; j < VW; ++j) {
-                            if (gamma) g[j] = to_float(gk[k].e[j]);
-                            if (beta) b[j] = to_float(bk[k].e[j]);
-                        }
-                    } else {
-                        if (gamma) load_vec<T, VW>(gamma + col0 + c, g);
-                        if (beta) load_vec<T, VW>(beta + col0 + c, b);
-                    }
+                    if (gamma) load_vec<T, VW>(gamma + col0 + c, g);
+                    if (beta) load_vec<T, VW>(beta + col0 + c, b);
 #pragma unroll
                     for (int j = 0; j < VW; ++j) {
                         float h = (d[k][j] - m) * rs;
@@ -358,40 +296,37 @@ __device__ __forceinline__ void ln_fwd_body(const T* __restrict__ x, const T* __
             }
         }
     }
-    if constexpr (C > 1 && BUFS > 1) cluster_sync();  // our xchg slots may still be read: stay
 }
 
-// BUFS, MERGE and KEEP are variants being measured (benchmarks/tune_variants.py); the chooser uses
-// the defaults.
-template <typename T, int VW, int N, int TPR, int RPB, bool ONEPASS, int BUFS = 1, bool KEEP = false>
+template <typename T, int VW, int N, int TPR, int RPB>
 __global__ void __launch_bounds__(TPR * RPB)
 ln_fwd(const T* x, const T* gamma, const T* beta, T* y, float* mean_shift, float* rstd, int M, int D, float eps) {
-    ln_fwd_body<T, VW, N, TPR, RPB, 1, ONEPASS, BUFS, false, KEEP>(x, gamma, beta, y, mean_shift, rstd, M, D, eps);
+    ln_fwd_body<T, VW, N, TPR, RPB, 1>(x, gamma, beta, y, mean_shift, rstd, M, D, eps);
 }
 
-template <typename T, int VW, int N, int TPR, int C, int BUFS = 1, bool MERGE = false, bool KEEP = false>
+template <typename T, int VW, int N, int TPR, int C>
 __global__ void LN_CLUSTER(C) __launch_bounds__(TPR)
 ln_fwd_cluster(const T* x, const T* gamma, const T* beta, T* y, float* mean_shift, float* rstd, int M, int D, float eps) {
-    ln_fwd_body<T, VW, N, TPR, 1, C, false, BUFS, MERGE, KEEP>(x, gamma, beta, y, mean_shift, rstd, M, D, eps);
+    ln_fwd_body<T, VW, N, TPR, 1, C>(x, gamma, beta, y, mean_shift, rstd, M, D, eps);
 }
 
 // ---------------------------------------------------------------------------------------------
 // Backward, fused: per row, recompute x_hat from x, K = x[0], mean_shift and rstd; g = gamma * dy;
 // two row sums; dx = rstd * (g - mean(g) - x_hat * mean(g * x_hat)). The grid is persistent: each
 // row group keeps running dgamma/dbeta sums for its own columns in shared memory (each thread owns
-// its addresses, so no atomics), and at the end the block adds its groups in a fixed order and
-// writes one row of partial sums. ln_col_sum then adds the partial rows in a fixed order: dgamma and
-// dbeta are bit-identical from run to run.
+// its addresses, so no atomics; in shared memory rather than registers, which leaves the registers
+// to the row), and at the end the block adds its groups in a fixed order and writes one row of
+// partial sums. ln_col_sum then adds the partial rows in a fixed order: dgamma and dbeta are
+// bit-identical from run to run.
 
-template <typename T, int VW, int N, int TPR, int RPB, int C, bool ACC_REGS, int BUFS, bool KEEP>
+template <typename T, int VW, int N, int TPR, int RPB, int C>
 __device__ __forceinline__ void ln_bwd_body(const T* __restrict__ x, const T* __restrict__ dy,
                                             const T* __restrict__ gamma, const float* __restrict__ mean_shift,
                                             const float* __restrict__ rstd, T* __restrict__ dx,
                                             float* __restrict__ part_dgamma, float* __restrict__ part_dbeta,
                                             int M, int D) {
-    __shared__ float2 red[BUFS * RPB * (TPR > 32 ? TPR / 32 : 1)];
-    __shared__ float2 xchg[BUFS];
-    Phases ph;
+    __shared__ float2 red[RPB * (TPR > 32 ? TPR / 32 : 1)];
+    __shared__ float2 xchg[1];  // this block's value in a cluster exchange
     extern __shared__ float acc[];  // [RPB][2][Dc]: dgamma then dbeta of each row group
     const int group = threadIdx.x / TPR, lane = threadIdx.x % TPR;
     const int rank = C > 1 ? (int)cluster_rank() : 0;
@@ -401,21 +336,7 @@ __device__ __forceinline__ void ln_bwd_body(const T* __restrict__ x, const T* __
     const float inv_D = 1.0f / (float)D;
     float* acc_g = acc + (size_t)group * 2 * Dc;
     float* acc_b = acc_g + Dc;
-    float rg[ACC_REGS ? N : 1][VW], rb[ACC_REGS ? N : 1][VW];  // running sums when they fit in registers
-    Raw<T, VW> gk[KEEP ? N : 1];  // KEEP: gamma for the thread's columns, loaded once (the grid is persistent)
-    if constexpr (KEEP) {
-#pragma unroll
-        for (int k = 0; k < N; ++k) {
-            const int c = (k * TPR + lane) * VW;
-            if (gamma && c < Dc) gk[k] = load_raw<T, VW>(gamma + col0 + c);
-        }
-    }
-    if (ACC_REGS) {
-#pragma unroll
-        for (int k = 0; k < N; ++k)
-#pragma unroll
-            for (int j = 0; j < VW; ++j) rg[k][j] = rb[k][j] = 0.f;
-    } else if (params) {
+    if (params) {
         for (int i = threadIdx.x; i < RPB * 2 * Dc; i += blockDim.x) acc[i] = 0.f;
         __syncthreads();
     }
@@ -449,13 +370,7 @@ __device__ __forceinline__ void ln_bwd_body(const T* __restrict__ x, const T* __
             const int c = (k * TPR + lane) * VW;
             if (active && c < Dc) {
                 if (params) {
-                    if (ACC_REGS) {
-#pragma unroll
-                        for (int j = 0; j < VW; ++j) {
-                            rg[ACC_REGS ? k : 0][j] += g[k][j] * xh[k][j];
-                            rb[ACC_REGS ? k : 0][j] += g[k][j];
-                        }
-                    } else if constexpr (VW % 4 == 0) {
+                    if constexpr (VW % 4 == 0) {
 #pragma unroll
                         for (int j = 0; j < VW; j += 4) {
                             float4 ag = *reinterpret_cast<float4*>(acc_g + c + j);
@@ -476,11 +391,7 @@ __device__ __forceinline__ void ln_bwd_body(const T* __restrict__ x, const T* __
                     }
                 }
                 Raw<T, VW> graw;
-                if constexpr (KEEP) {
-                    graw = gk[k];
-                } else {
-                    if (gamma) graw = load_raw<T, VW>(gamma + col0 + c);
-                }
+                if (gamma) graw = load_raw<T, VW>(gamma + col0 + c);
 #pragma unroll
                 for (int j = 0; j < VW; ++j) {
                     if (gamma) g[k][j] *= to_float(graw.e[j]);
@@ -489,7 +400,7 @@ __device__ __forceinline__ void ln_bwd_body(const T* __restrict__ x, const T* __
                 }
             }
         }
-        s = row_sum2<TPR, RPB, C, BUFS>(s, red, xchg, ph);
+        s = row_sum2<TPR, RPB, C>(s, red, xchg);
         const float a = s.x * inv_D, b = s.y * inv_D;
         if (active) {
 #pragma unroll
@@ -504,22 +415,7 @@ __device__ __forceinline__ void ln_bwd_body(const T* __restrict__ x, const T* __
             }
         }
     }
-    if constexpr (C > 1 && BUFS > 1) cluster_sync();  // our xchg slots may still be read: stay
     if (params) {
-        if (ACC_REGS) {  // hand the register sums to shared memory for the fixed-order block sum
-            __syncthreads();
-#pragma unroll
-            for (int k = 0; k < N; ++k) {
-                const int c = (k * TPR + lane) * VW;
-                if (c < Dc) {
-#pragma unroll
-                    for (int j = 0; j < VW; ++j) {
-                        acc_g[c + j] = rg[ACC_REGS ? k : 0][j];
-                        acc_b[c + j] = rb[ACC_REGS ? k : 0][j];
-                    }
-                }
-            }
-        }
         __syncthreads();
         const size_t prow = (size_t)(blockIdx.x / C) * D + col0;
         for (int c = threadIdx.x; c < Dc; c += blockDim.x) {
@@ -534,18 +430,18 @@ __device__ __forceinline__ void ln_bwd_body(const T* __restrict__ x, const T* __
     }
 }
 
-template <typename T, int VW, int N, int TPR, int RPB, bool ACC_REGS, int BUFS = 1, bool KEEP = false>
+template <typename T, int VW, int N, int TPR, int RPB>
 __global__ void __launch_bounds__(TPR * RPB)
 ln_bwd(const T* x, const T* dy, const T* gamma, const float* mean_shift, const float* rstd, T* dx,
        float* part_dgamma, float* part_dbeta, int M, int D) {
-    ln_bwd_body<T, VW, N, TPR, RPB, 1, ACC_REGS, BUFS, KEEP>(x, dy, gamma, mean_shift, rstd, dx, part_dgamma, part_dbeta, M, D);
+    ln_bwd_body<T, VW, N, TPR, RPB, 1>(x, dy, gamma, mean_shift, rstd, dx, part_dgamma, part_dbeta, M, D);
 }
 
-template <typename T, int VW, int N, int TPR, int C, bool ACC_REGS, int BUFS = 1, bool KEEP = false>
+template <typename T, int VW, int N, int TPR, int C>
 __global__ void LN_CLUSTER(C) __launch_bounds__(TPR)
 ln_bwd_cluster(const T* x, const T* dy, const T* gamma, const float* mean_shift, const float* rstd, T* dx,
                float* part_dgamma, float* part_dbeta, int M, int D) {
-    ln_bwd_body<T, VW, N, TPR, 1, C, ACC_REGS, BUFS, KEEP>(x, dy, gamma, mean_shift, rstd, dx, part_dgamma, part_dbeta, M, D);
+    ln_bwd_body<T, VW, N, TPR, 1, C>(x, dy, gamma, mean_shift, rstd, dx, part_dgamma, part_dbeta, M, D);
 }
 
 // Second stage: out[c] = sum over P partial rows of part[p][c], in a fixed order.

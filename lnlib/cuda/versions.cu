@@ -7,8 +7,10 @@
 // Version numbers match the chapter: v0 to v4 forward, b0 and b1 backward. The chapter shows the
 // code between "// BEGIN name" and "// END name" lines, read from this file while the book builds.
 //
-// Supported row lengths (versions.py checks them): v0, v1 and b0 any D; v2 D <= 16384; v3 and v4
-// D <= 16384 and a multiple of 4; b1 D <= 8192. Blocks have a multiple of 32 threads.
+// Supported row lengths: v0, v1 and b0 any D; the register kernels up to versions.py's MAX_D (16
+// values a thread of a 1024-thread block; b1 8), v3 and v4 multiples of 4 (versions.py checks them).
+// Blocks have a multiple of 32 threads. Every kernel's parameters and arguments are described in
+// families.py (a test checks them against this file).
 
 // BEGIN v0-reduction
 // The block reduction of the unfused design found in typical tutorials. Each warp adds its 32

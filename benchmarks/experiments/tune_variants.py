@@ -1,17 +1,13 @@
-"""Measure the kernel variants that lnlib.cuda.kernels.variants lists against the chosen layout.
+"""Measure the variants of benchmarks/experiments/variants.py against the chosen layouts.
 
-    python benchmarks/tune_variants.py [--out lnlib/results/experiments/variants] [--dtypes float32,bfloat16]
+    python benchmarks/experiments/tune_variants.py [--out lnlib/results/experiments/variants] [--dtypes float32,bfloat16]
 
-The variants (see RowConfig in lnlib/cuda/kernels.py): ``bufs=2`` alternates two reduction slots so a
-reduction needs one barrier instead of two; ``merge`` (cluster forward) combines the blocks' (mean,
-sum of squares) once per row instead of exchanging two sums; ``blocks_per_sm`` makes the forward's
-grid persistent (-1: as many blocks as are resident); ``keep`` loads gamma (and beta) once per block,
-with the first x, and keeps them in registers, instead of loading them in every row after the
-reductions (where the SASS shows each row waiting for them); a row split over a cluster of twice as
-many 512-thread blocks (fewer registers and shared-memory accumulators per block). Every variant is checked against a float64
-reference (and, backward, for bitwise-identical dgamma/dbeta over two runs) before it is timed, in the
-same run and on the same data as the chosen layout, at the shapes of benchmarks/gpu.py. Writes
-variants-<device>-<date>.json with provenance; the chooser changes only on such a measurement.
+What each variant is: README.md beside this file. Every variant (and the one-pass statistics on the
+forward's row layouts) is checked against a float64 reference (and, backward, for bitwise-identical
+dgamma/dbeta over two runs) before it is timed, in the same run and on the same data as the chosen
+layout, which runs lnlib.cuda's own kernel, at the shapes of benchmarks/gpu.py. Writes
+variants-<device>-<date>.json with provenance; a variant moves into lnlib/cuda/layernorm.cu only on
+such a measurement.
 """
 
 from __future__ import annotations
@@ -22,28 +18,22 @@ import os
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 import cupy as cp  # noqa: E402
 
+from benchmarks.experiments import variants as X  # noqa: E402
 from benchmarks.gpu import (  # noqa: E402
     EPS, as_cupy, copy_gbps, make_inputs, min_bytes, provenance, reference64, rel_err, time_ms, warm_up)
 from lnlib import cuda as lncuda  # noqa: E402
 from lnlib.cuda import api  # noqa: E402
 from lnlib.cuda import kernels as K  # noqa: E402
+from lnlib.cuda.limits import ITEMSIZE, TOL  # noqa: E402
 
 try:
     import torch
 except ImportError:
     torch = None
-
-TOL = {"float32": (5e-6, 2e-5), "bfloat16": (2**-7, 2**-6)}
-
-
-def label(cfg: K.RowConfig) -> str:
-    extra = [f"bufs={cfg.bufs}"] + (["merge"] if cfg.merge else []) + (["keep"] if cfg.keep else []) + (
-        [f"blocks/SM={cfg.blocks_per_sm if cfg.blocks_per_sm > 0 else 'resident'}"] if cfg.blocks_per_sm else [])
-    return f"{cfg.kind} C={cfg.C} TPR={cfg.TPR} RPB={cfg.RPB} N={cfg.N} " + " ".join(extra)
 
 
 def main():
@@ -62,33 +52,37 @@ def main():
         if dtype != "float32" and torch is None:
             print(f"{dtype}: needs torch, skipped")
             continue
-        s = 4 if dtype == "float32" else 2
+        s = ITEMSIZE[dtype]
         for D in map(int, args.D.split(",")):
             M, x, g, b, dy = make_inputs(dtype, D)
             ref = reference64(*(as_cupy(a) for a in (x, g, b, dy)))
             _, cache = lncuda.layer_norm_forward(x, g, b, EPS)
             for backward in (False, True):
                 nbytes = min_bytes(M, D, s, backward)
-                for i, cfg in enumerate(K.variants(D, dtype, backward, cc)):
-                    name = K.kernel_name(dtype, cfg, backward)
+                measured = X.variants(D, dtype, backward, cc)
+                one = None if backward else X.onepass(D, dtype, cc)
+                measured += [one] if one is not None else []
+                for i, v in enumerate(measured):
+                    inst = X.runs(dtype, v, backward)
                     row = {"dtype": dtype, "rows": M, "cols": D, "pass": "backward" if backward else "forward",
-                           "name": name, "config": label(cfg), "chosen": i == 0, "bytes": nbytes}
+                           "name": inst.name, "config": v.label(), "chosen": i == 0, "bytes": nbytes}
                     try:
                         if backward:
-                            fn = lambda: lncuda.layer_norm_backward(dy, cache, _config=cfg)  # noqa: E731
+                            fn = lambda: X.backward(dy, cache, v)  # noqa: E731
                             out, again = fn(), fn()
                             err = max(rel_err(as_cupy(a), r) for a, r in zip(out, ref[1:]))
-                            same = all(cp.asnumpy(as_cupy(a)).tobytes() == cp.asnumpy(as_cupy(c)).tobytes() for a, c in zip(out[1:], again[1:]))
+                            same = all(cp.asnumpy(as_cupy(a)).tobytes() == cp.asnumpy(as_cupy(c)).tobytes()
+                                       for a, c in zip(out[1:], again[1:]))
                             ok = err < TOL[dtype][1] and same
                             del out, again
                         else:
-                            fn = lambda: lncuda.layer_norm_forward(x, g, b, EPS, _config=cfg)  # noqa: E731
+                            fn = lambda: X.forward(x, g, b, EPS, v)  # noqa: E731
                             err = rel_err(as_cupy(fn()[0]), ref[0])
                             same, ok = True, err < TOL[dtype][0]
                         row.update(max_rel_error=err, deterministic=same, correct=ok)
                         if ok:  # a wrong variant is not timed: it could never be chosen
                             ms = time_ms(fn, reps=args.reps)
-                            kern = K.get_kernel(name)
+                            kern = K.kernel_of(inst)
                             row.update(seconds=ms * 1e-3, gbps=nbytes / (ms * 1e-3) / 1e9, regs=kern.num_regs,
                                        spill_bytes=kern.local_size_bytes)
                     except Exception as exc:  # a layout that does not launch is reported, not fatal
