@@ -10,8 +10,9 @@ For each shape (a sweep of D at 64 MiB of float32 input, which includes the goal
 - ``typical``: :mod:`lnlib.typical`, a typical implementation found online, in float32;
 - ``torch``: ``torch.nn.functional.layer_norm`` and its autograd backward, on the CPU;
 
-and a NumPy copy of the same array in the same run (the copy line). Then, at two shapes, lnlib with
-one setting changed at a time (one thread, NumPy's default buffer, other block sizes): what each
+and a NumPy copy of the same array in the same run (the copy line). Then, at three shapes, lnlib with
+one setting changed at a time (one thread, NumPy's default buffer, other block sizes, plain
+broadcasts on short rows): what each
 idea of the chapter "Making NumPy fast" is worth. Each timing is the fastest of
 ``--reps`` calls after a warm-up call; lnlib and PyTorch take turns call by call, so a change in the
 machine's speed during the run hits both. Throughput counts the bytes each pass must move at least:
@@ -38,7 +39,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from lnlib import blocked, layer_norm_backward, layer_norm_forward, reference, typical  # noqa: E402
+from lnlib import blocked, layer_norm_backward, layer_norm_forward, layernorm, reference, typical  # noqa: E402
 
 try:
     import torch
@@ -141,28 +142,33 @@ def measure(M: int, D: int, reps: int, slow_reps: int, rng) -> list[dict]:
     return rows
 
 
-#: what each ablation changes from the shipped settings: (name, block bytes, threads, NumPy buffer)
+#: what each ablation changes from the shipped settings: (name, block bytes, threads, NumPy buffer,
+#: short-row broadcasts as ``v[:, None]`` and ``gamma`` instead of repeated and tiled)
 ABLATIONS = (
-    ("shipped", None, None, None),
-    ("one thread", None, 1, None),
-    ("NumPy's default buffer", None, None, 8192),
-    *((f"blocks of {b // 1024} KiB", b, None, None) for b in (8 * 1024, 32 * 1024, 128 * 1024, 512 * 1024,
-                                                              8 * 2**20, 32 * 2**20)),
+    ("shipped", None, None, None, False),
+    ("one thread", None, 1, None, False),
+    ("NumPy's default buffer", None, None, 8192, False),
+    *((f"blocks of {b // 1024} KiB", b, None, None, False) for b in (8 * 1024, 32 * 1024, 128 * 1024, 512 * 1024,
+                                                                     8 * 2**20, 32 * 2**20)),
 )
-ABLATION_SHAPES = ((4096, 4096), (65536, 256))
+SHORT_ROW_ABLATIONS = (ABLATIONS[0], ("plain broadcasts", None, None, None, True))
+#: shapes and the ablations run at each
+ABLATION_SHAPES = {(4096, 4096): ABLATIONS, (65536, 256): ABLATIONS, (262144, 64): SHORT_ROW_ABLATIONS}
 
 
-def ablation(M: int, D: int, reps: int, rng) -> list[dict]:
+def ablation(M: int, D: int, reps: int, rng, variants=ABLATIONS) -> list[dict]:
     """lnlib's forward and backward with one setting changed at a time (see :data:`ABLATIONS`)."""
     x = rng.standard_normal((M, D), dtype=np.float32)
     g, b = rng.standard_normal(D, dtype=np.float32), rng.standard_normal(D, dtype=np.float32)
     dy = rng.standard_normal((M, D), dtype=np.float32)
-    shipped = (blocked.BLOCK_BYTES, blocked.BUFSIZE, os.environ.get("LNLIB_NUM_THREADS"))
+    shipped = (blocked.BLOCK_BYTES, blocked.BUFSIZE, os.environ.get("LNLIB_NUM_THREADS"),
+               layernorm.REPEAT_BELOW, layernorm.TILE_WIDTH)
     rows = []
     try:
-        for name, block_bytes, threads, bufsize in ABLATIONS:
+        for name, block_bytes, threads, bufsize, plain in variants:
             blocked.BLOCK_BYTES = block_bytes or shipped[0]
             blocked.BUFSIZE = bufsize or shipped[1]
+            layernorm.REPEAT_BELOW, layernorm.TILE_WIDTH = (0, 0) if plain else shipped[3:]
             if threads:
                 os.environ["LNLIB_NUM_THREADS"] = str(threads)
             elif shipped[2] is None:
@@ -180,9 +186,11 @@ def ablation(M: int, D: int, reps: int, rng) -> list[dict]:
                     ts.append(time.perf_counter() - t)
                 rows.append({"variant": name, "pass": pas, "rows": M, "cols": D, "seconds": min(ts),
                              "median_seconds": statistics.median(ts), "block_bytes": blocked.BLOCK_BYTES,
-                             "threads": blocked.threads(), "bufsize": blocked.BUFSIZE})
+                             "threads": blocked.threads(), "bufsize": blocked.BUFSIZE,
+                             "repeat_below": layernorm.REPEAT_BELOW, "tile_width": layernorm.TILE_WIDTH})
     finally:
         blocked.BLOCK_BYTES, blocked.BUFSIZE = shipped[0], shipped[1]
+        layernorm.REPEAT_BELOW, layernorm.TILE_WIDTH = shipped[3:]
         if shipped[2] is None:
             os.environ.pop("LNLIB_NUM_THREADS", None)
         else:
@@ -257,8 +265,8 @@ def main():
         rows += new
         print(f"({M}, {D}) " + "  ".join(f"{r['impl']} {r['pass'][:3]} {r['seconds'] * 1e3:.1f} ms" for r in new), flush=True)
     ablations = []
-    for M, D in ABLATION_SHAPES:
-        new = ablation(M, D, args.reps, rng)
+    for (M, D), variants in ABLATION_SHAPES.items():
+        new = ablation(M, D, args.reps, rng, variants)
         ablations += new
         print(f"({M}, {D}) " + "  ".join(f"{r['variant']} {r['pass'][:3]} {r['seconds'] * 1e3:.1f} ms" for r in new),
               flush=True)

@@ -9,7 +9,7 @@ whose recomputed x_hat differs from the forward's.
 import numpy as np
 import pytest
 
-from lnlib import blocked, layer_norm_backward, layer_norm_forward, reference
+from lnlib import blocked, layer_norm_backward, layer_norm_forward, layernorm, reference
 
 SHAPES = [(1, 1), (3, 5), (7, 1000), (130, 256), (5, 20000), (33, 16411)]  # 16411 is prime (no even split)
 
@@ -89,6 +89,35 @@ def test_backward_recomputes_the_forwards_x_hat_bit_for_bit(rng, dtype):
     else:
         finite = np.all(np.isfinite(x), axis=1)
         assert np.array_equal(y[finite], cache.x_hat[finite].astype(np.float32))
+
+
+@pytest.mark.parametrize("D", [1, 3, 64, 100, 127, 128, 300])
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
+def test_short_row_shortcuts_change_no_value(rng, monkeypatch, D, dtype):
+    # Writing out the per-row numbers and tiling gamma/beta only change how NumPy loops: the same bits
+    # as plain broadcasts, including a last block whose rows do not fill a tile. Sums over rows
+    # (dgamma, dbeta) add in another order: equal to within the output's rounding.
+    M = 2 * blocked.rows_per_block(D) + 37
+    x = (rng.standard_normal((M, D)) * 3 + 50).astype(dtype)
+    gamma, beta = rng.standard_normal(D).astype(dtype), rng.standard_normal(D).astype(dtype)
+    dy = rng.standard_normal((M, D)).astype(dtype)
+    assert layernorm.TILE_WIDTH // D > 1  # the tiled path runs for these rows
+    runs = []
+    for repeat_below, tile_width in ((layernorm.REPEAT_BELOW, layernorm.TILE_WIDTH), (0, 0)):
+        monkeypatch.setattr(layernorm, "REPEAT_BELOW", repeat_below)
+        monkeypatch.setattr(layernorm, "TILE_WIDTH", tile_width)
+        for g, b in ((gamma, beta), (gamma, None), (None, beta)):
+            y, cache = layer_norm_forward(x, g, b)
+            dx, dgamma, dbeta = layer_norm_backward(dy, cache)
+            runs.append(([y, cache.shifted_mean, cache.rstd, cache.x_hat, dx],
+                         [s for s in (dgamma, dbeta) if s is not None]))
+    u = np.finfo(dtype).eps
+    for (exact, sums), (exact_plain, sums_plain) in zip(runs[:3], runs[3:]):
+        for a, b in zip(exact, exact_plain, strict=True):
+            assert a.dtype == b.dtype and a.tobytes() == b.tobytes()
+        for a, b in zip(sums, sums_plain, strict=True):
+            assert a.dtype == b.dtype
+            np.testing.assert_allclose(a, b, rtol=u, atol=u * float(np.max(np.abs(b))))
 
 
 def test_blocks_boundaries_do_not_change_rows(rng, monkeypatch):
