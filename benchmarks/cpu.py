@@ -12,9 +12,8 @@ For each shape (a sweep of D at 64 MiB of float32 input, which includes the goal
 
 and a NumPy copy of the same array in the same run (the copy line). Then, at three shapes, lnlib with
 one setting changed at a time (one thread, NumPy's default buffer, other block sizes, plain
-broadcasts on short rows): what each
-idea of the chapter "Making NumPy fast" is worth. Each timing is the fastest of
-``--reps`` calls after a warm-up call; lnlib and PyTorch take turns call by call, so a change in the
+broadcasts on short rows): what each idea of the chapter "Making NumPy fast" is worth, the variants
+taking turns call by call. Each timing is the fastest of ``--reps`` calls after a warm-up call; lnlib and PyTorch take turns call by call, so a change in the
 machine's speed during the run hits both. Throughput counts the bytes each pass must move at least:
 forward reads x and writes y, backward reads x and dy and writes dx (plus gamma and beta).
 
@@ -157,45 +156,48 @@ ABLATION_SHAPES = {(4096, 4096): ABLATIONS, (65536, 256): ABLATIONS, (262144, 64
 
 
 def ablation(M: int, D: int, reps: int, rng, variants=ABLATIONS) -> list[dict]:
-    """lnlib's forward and backward with one setting changed at a time (see :data:`ABLATIONS`)."""
+    """lnlib's forward and backward with one setting changed at a time (see :data:`ABLATIONS`).
+
+    The variants take turns call by call (after one warm-up round), so that a slow spell of the
+    machine hits all of them rather than the one that happened to be running.
+    """
     x = rng.standard_normal((M, D), dtype=np.float32)
     g, b = rng.standard_normal(D, dtype=np.float32), rng.standard_normal(D, dtype=np.float32)
     dy = rng.standard_normal((M, D), dtype=np.float32)
     shipped = (blocked.BLOCK_BYTES, blocked.BUFSIZE, os.environ.get("LNLIB_NUM_THREADS"),
                layernorm.REPEAT_BELOW, layernorm.TILE_WIDTH)
-    rows = []
-    try:
-        for name, block_bytes, threads, bufsize, plain in variants:
-            blocked.BLOCK_BYTES = block_bytes or shipped[0]
-            blocked.BUFSIZE = bufsize or shipped[1]
-            layernorm.REPEAT_BELOW, layernorm.TILE_WIDTH = (0, 0) if plain else shipped[3:]
-            if threads:
-                os.environ["LNLIB_NUM_THREADS"] = str(threads)
-            elif shipped[2] is None:
-                os.environ.pop("LNLIB_NUM_THREADS", None)
-            else:
-                os.environ["LNLIB_NUM_THREADS"] = shipped[2]
-            _, cache = layer_norm_forward(x, g, b, EPS)
-            for pas, call in (("forward", lambda: layer_norm_forward(x, g, b, EPS)),
-                              ("backward", lambda: layer_norm_backward(dy, cache))):
-                call()
-                ts = []
-                for _ in range(reps):
-                    t = time.perf_counter()
-                    call()
-                    ts.append(time.perf_counter() - t)
-                rows.append({"variant": name, "pass": pas, "rows": M, "cols": D, "seconds": min(ts),
-                             "median_seconds": statistics.median(ts), "block_bytes": blocked.BLOCK_BYTES,
-                             "threads": blocked.threads(), "bufsize": blocked.BUFSIZE,
-                             "repeat_below": layernorm.REPEAT_BELOW, "tile_width": layernorm.TILE_WIDTH})
-    finally:
-        blocked.BLOCK_BYTES, blocked.BUFSIZE = shipped[0], shipped[1]
-        layernorm.REPEAT_BELOW, layernorm.TILE_WIDTH = shipped[3:]
-        if shipped[2] is None:
+
+    def configure(block_bytes, threads, bufsize, plain):
+        blocked.BLOCK_BYTES = block_bytes or shipped[0]
+        blocked.BUFSIZE = bufsize or shipped[1]
+        layernorm.REPEAT_BELOW, layernorm.TILE_WIDTH = (0, 0) if plain else shipped[3:]
+        if threads:
+            os.environ["LNLIB_NUM_THREADS"] = str(threads)
+        elif shipped[2] is None:
             os.environ.pop("LNLIB_NUM_THREADS", None)
         else:
             os.environ["LNLIB_NUM_THREADS"] = shipped[2]
-    return rows
+
+    _, cache = layer_norm_forward(x, g, b, EPS)
+    calls = (("forward", lambda: layer_norm_forward(x, g, b, EPS)), ("backward", lambda: layer_norm_backward(dy, cache)))
+    times = {(v[0], pas): [] for v in variants for pas, _ in calls}
+    settings = {}
+    try:
+        for r in range(reps + 1):  # round 0 warms up
+            for name, *setting in variants:
+                configure(*setting)
+                settings[name] = {"block_bytes": blocked.BLOCK_BYTES, "threads": blocked.threads(),
+                                  "bufsize": blocked.BUFSIZE, "repeat_below": layernorm.REPEAT_BELOW,
+                                  "tile_width": layernorm.TILE_WIDTH}
+                for pas, call in calls:
+                    t = time.perf_counter()
+                    call()
+                    if r:
+                        times[(name, pas)].append(time.perf_counter() - t)
+    finally:
+        configure(None, None, None, False)
+    return [{"variant": name, "pass": pas, "rows": M, "cols": D, "seconds": min(ts),
+             "median_seconds": statistics.median(ts), **settings[name]} for (name, pas), ts in times.items()]
 
 
 def _cpu_name() -> str:
