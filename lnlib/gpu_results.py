@@ -7,33 +7,22 @@ package (package data), so the chapter works from an installed ``lnlib`` as from
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-#: where the recorded results live: inside the package, so an installed lnlib has them too
-RESULTS = Path(__file__).resolve().parent / "results"
+from . import _recorded
+from ._recorded import RESULTS, ROW_FIELDS  # noqa: F401 (part of this module's interface)
+
 REQUIRED = {"device", "driver", "cuda", "cupy", "torch", "date", "command", "git_commit"}
-ROW_FIELDS = {"impl", "pass", "dtype", "rows", "cols", "seconds", "bytes", "gbps"}
 
 
 def latest(directory: Path | str = RESULTS) -> Path:
     """The most recent gpu-*.json in ``directory`` (by the date in its provenance)."""
-    files = sorted(Path(directory).glob("gpu-*.json"))
-    if not files:
-        raise FileNotFoundError(f"no gpu-*.json in {directory}")
-    return max(files, key=lambda p: json.loads(p.read_text())["provenance"]["date"])
+    return _recorded.latest("gpu", directory)
 
 
 def load(path: Path | str | None = None) -> dict:
-    """Load a benchmark JSON and check that it has its provenance and well-formed rows."""
-    data = json.loads(Path(path or latest()).read_text())
-    missing = REQUIRED - set(data["provenance"])
-    if missing:
-        raise ValueError(f"benchmark file lacks provenance fields {sorted(missing)}")
-    for row in data["rows"]:
-        if ROW_FIELDS - set(row):
-            raise ValueError(f"benchmark row lacks fields {sorted(ROW_FIELDS - set(row))}: {row}")
-    return data
+    """Load a GPU benchmark JSON and check that it has its provenance and well-formed rows."""
+    return _recorded.load(path or latest(), REQUIRED)
 
 
 def percent(data: dict, impl: str, pas: str, dtype: str) -> dict[int, float]:
