@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: book test venv clean
+.PHONY: book test venv clean variations
 
 venv: $(STAMP)
 
@@ -28,3 +28,8 @@ test: $(STAMP)
 
 clean:
 	rm -rf _build $(VENV)
+
+# The suite as other machines would run it (PyTorch/NumPy/OpenBLAS kernels, thread counts, hypothesis
+# seeds), with the assertions that came closest to their bounds: tests/variation_matrix.py.
+variations: $(STAMP)
+	$(BIN)/python tests/variation_matrix.py --out _build/variations.jsonl

@@ -17,8 +17,9 @@ taking turns call by call. Each timing is the fastest of ``--reps`` calls after 
 machine's speed during the run hits both. Throughput counts the bytes each pass must move at least:
 forward reads x and writes y, backward reads x and dy and writes dx (plus gamma and beta).
 
-Writes ``cpu-<date>.json`` with provenance (CPU, cores, NumPy, BLAS, PyTorch, date, command, git
-commit). The numbers are never edited by hand; the book's chapter "Making NumPy fast" reads them.
+Writes ``cpu-<date>.json`` with provenance (CPU, cores, its data caches and vector features, NumPy,
+BLAS, PyTorch and the vector kernels it chose, date, command, git commit). The numbers are never
+edited by hand; the book's chapter "Making NumPy fast" reads every such file, one machine each.
 """
 
 from __future__ import annotations
@@ -217,6 +218,54 @@ def _blas() -> str:
         return "unknown"
 
 
+#: the data caches recorded, as Linux names them (sysfs level and type)
+CACHE_LEVELS = {"L1d": (1, "Data"), "L2": (2, "Unified"), "L3": (3, "Unified")}
+#: NumPy's names of the vector extensions its loops dispatch on, x86 then Arm; those NumPy knows on the
+#: machine are recorded, True where the CPU has them
+VECTOR_FEATURES = ("SSE42", "AVX", "AVX2", "FMA3", "AVX512F", "AVX512BW", "AVX512VL", "AVX512_SKX", "AVX512_ICL",
+                   "AVX512_SPR", "AVX512FP16", "NEON", "ASIMD", "ASIMDHP", "SVE")
+
+
+def _size(text: str) -> int:
+    """Bytes of a cache size as Linux writes it: ``48K``, ``2048K``, ``32M``."""
+    text = text.strip().upper().rstrip("B").rstrip("I")
+    scale = {"K": 2**10, "M": 2**20, "G": 2**30}.get(text[-1:], 1)
+    return int(text.rstrip("KMG")) * scale
+
+
+def caches(sysfs: Path = Path("/sys/devices/system/cpu")) -> dict:
+    """``{"L1d": {"bytes": per instance, "instances": how many}, "L2": ..., "L3": ...}``, ``None`` where unknown.
+
+    Read from Linux's sysfs: every cache of every CPU, an instance being a distinct set of CPUs that
+    share it (two cores with a private L2 each: two instances; one L3 for all: one).
+    """
+    found: dict[str, dict[str, set]] = {name: {"bytes": set(), "shared": set()} for name in CACHE_LEVELS}
+    for index in sorted(sysfs.glob("cpu[0-9]*/cache/index[0-9]*")):
+        try:
+            level, kind = int((index / "level").read_text()), (index / "type").read_text().strip()
+            size, shared = _size((index / "size").read_text()), (index / "shared_cpu_list").read_text().strip()
+        except (OSError, ValueError):
+            continue
+        for name, want in CACHE_LEVELS.items():
+            if (level, kind) == want:
+                found[name]["bytes"].add(size)
+                found[name]["shared"].add(shared)
+    return {name: ({"bytes": max(f["bytes"]), "instances": len(f["shared"])} if f["bytes"] else None)
+            for name, f in found.items()}
+
+
+def vector_features() -> dict | None:
+    """{feature: present} for the extensions of :data:`VECTOR_FEATURES` NumPy knows on this machine."""
+    try:
+        from numpy._core._multiarray_umath import __cpu_features__ as features
+    except ImportError:
+        try:
+            from numpy.core._multiarray_umath import __cpu_features__ as features
+        except ImportError:
+            return None
+    return {name: bool(features[name]) for name in VECTOR_FEATURES if name in features}
+
+
 def provenance(git_commit: str) -> dict:
     return {
         "device": _cpu_name(),
@@ -232,6 +281,11 @@ def provenance(git_commit: str) -> dict:
         "git_commit": git_commit,
         "block_bytes": blocked.BLOCK_BYTES,
         "chunks": blocked.CHUNKS,
+        "caches": caches(),
+        "vector_features": vector_features(),
+        # the vector kernels PyTorch's CPU build chose on this machine (such as "AVX2" or "AVX512")
+        "torch_cpu_capability": None if torch is None else getattr(torch.backends.cpu, "get_cpu_capability",
+                                                                   lambda: None)(),
     }
 
 

@@ -287,8 +287,12 @@ def _dx_two_columns(g, x_hat, rstd, eps, dx):
     computing it as a difference of terms that are 1/(eps rstd**2) times larger would leave only
     u/(eps rstd**2) relative accuracy (1e-4 for a float64 row of spread 1e3). Written out,
     dx = rstd * (eps rstd**2) * x_hat (x_hat . g) / (x_hat . x_hat), a product with no cancellation.
-    A constant row (x_hat == 0) keeps the general result rstd (g - mean g).
+    A constant row (x_hat == 0) keeps the general result rstd (g - mean g). The product does not
+    change when x_hat is scaled, so each row of x_hat is first brought to [0.5, 1) by a power of two
+    (exact): where the variance is far below eps, x_hat can be as small as 1e-160, and x_hat . x_hat
+    would be subnormal and carry only a few bits.
     """
+    x_hat = np.ldexp(x_hat, -_exponents(x_hat, axis=1))  # M,D  exact; no square underflows
     xx = (x_hat * x_hat).sum(axis=1, keepdims=True)  # M,1
     xg = (x_hat * g).sum(axis=1, keepdims=True)  # M,1
     remainder = (eps * rstd) * rstd  # M,1  eps/(var+eps) <= 1, formed without overflowing

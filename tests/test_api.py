@@ -48,6 +48,8 @@ def test_param_gradients_sum_over_every_leading_axis(rng):
     _, cache2 = layer_norm_forward(x.reshape(-1, 6), gamma, beta)
     _, dgamma2, dbeta2 = layer_norm_backward(dy.reshape(-1, 6), cache2)
     np.testing.assert_array_equal(dgamma, dgamma2)
+    # 24 rows summed in two orders: within 24 u64 sum|dy| of each other, relative to a sum of random
+    # signs about sqrt(24) smaller than sum|dy|; 1e-13 is 450 u64 (measured at most 0.01 of it)
     np.testing.assert_allclose(dbeta, dy.sum(axis=(0, 1, 2)), rtol=1e-13)
 
 
@@ -153,6 +155,9 @@ def test_eps_is_used(rng):
     x = rng.standard_normal((2, 8)) * 1e-3
     for eps in (1e-5, 1e-2, 3):
         y, _ = layer_norm_forward(x, eps=eps)
+        # float64 against long double, rows of D = 8: half of agree64(8, kappa=1) = 1.8e-15 relative
+        # to max|y|, which is below 3 (atol covers the smallest elements); eps = 1e-2 against
+        # var ~ 1e-6 shrinks y to ~1e-2, still far above atol: eps ignored would be an O(1) error
         np.testing.assert_allclose(y, layer_norm_longdouble(x, eps=eps).astype(np.float64), rtol=1e-14, atol=1e-15)
     # numpy scalars and ints are accepted
     layer_norm_forward(x, eps=np.float32(1e-5))

@@ -6,6 +6,8 @@ import pytest
 from lnlib import gradcheck, layer_norm_backward, layer_norm_forward, reference
 from lnlib.oracle import layer_norm_longdouble, max_rel_error
 
+from .helpers import U64, agree64
+
 
 @pytest.fixture
 def case(rng):
@@ -17,9 +19,12 @@ def test_complex_step_reaches_machine_precision(case):
     x, gamma, beta, dy = case
     _, rdx, rdg, rdb = layer_norm_longdouble(x, gamma, beta, 1e-5, dy)
     dx, dgamma, dbeta = gradcheck.complex_step(x, gamma, beta, dy)
-    assert max_rel_error(dx, rdx) < 1e-14
-    assert max_rel_error(dgamma, rdg) < 1e-14
-    assert max_rel_error(dbeta, rdb) < 1e-14
+    # the complex step has no cancellation: a float64 evaluation of LayerNorm's derivative, within
+    # half of agree64 for rows of D = 10 (kappa 1: no difference of large terms)
+    tol = agree64(10, kappa=1.0)
+    assert max_rel_error(dx, rdx) < tol
+    assert max_rel_error(dgamma, rdg) < tol
+    assert max_rel_error(dbeta, rdb) < tol
 
 
 def test_central_difference_reaches_u_two_thirds(case):
@@ -28,7 +33,10 @@ def test_central_difference_reaches_u_two_thirds(case):
     dx, dgamma, dbeta = gradcheck.central_difference(x, gamma, beta, dy)
     for got, ref in ((dx, rdx), (dgamma, rdg), (dbeta, rdb)):
         e = max_rel_error(got, ref)
-        assert e < 1e-8
+        # the best step leaves an error of order u^(2/3) = 2.3e-11 times a constant of the problem
+        # (module docstring), which the default step leaves out: measured at most 13 u^(2/3) over 20
+        # seeds of this case, and 200 leaves a 15x margin
+        assert e < 200 * U64 ** (2 / 3)
 
 
 def test_step_size_tradeoff(case):
@@ -82,16 +90,17 @@ def test_default_step_is_cube_root_of_unit_roundoff():
 def test_check_gradients_passes_lnlib(case):
     x, gamma, beta, dy = case
     report = gradcheck.check_gradients(layer_norm_forward, layer_norm_backward, x, gamma, beta, dy)
-    assert report.worst() < 1e-13
+    # lnlib's backward against the complex step: two float64 evaluations, rows of D = 10
+    assert report.worst() < agree64(10)
     report = gradcheck.check_gradients(layer_norm_forward, layer_norm_backward, x, None, None)
-    assert report.dgamma is None and report.dbeta is None and report.dx < 1e-13
+    assert report.dgamma is None and report.dbeta is None and report.dx < agree64(10)
 
 
 def test_check_gradients_differentiates_the_forward_it_is_given(case):
     x, gamma, beta, dy = case
     # a forward that accepts complex input is itself differentiated
     good = gradcheck.check_gradients(reference.forward, reference.backward, x, gamma, beta, dy)
-    assert good.worst() < 1e-13 and good.differentiated == "lnlib.reference.forward"
+    assert good.worst() < agree64(10) and good.differentiated == "lnlib.reference.forward"
 
     def doubled(x, gamma, beta, eps):  # wrong: twice LayerNorm, with LayerNorm's cache
         y, cache = reference.forward(x, gamma, beta, eps)
@@ -108,10 +117,10 @@ def test_check_gradients_differentiates_the_forward_it_is_given(case):
         return 2 * y, cache
 
     ok = gradcheck.check_gradients(layer_norm_forward, layer_norm_backward, x, gamma, beta, dy)
-    assert ok.differentiated == "lnlib.reference.forward" and ok.y < 1e-14
+    assert ok.differentiated == "lnlib.reference.forward" and ok.y < agree64(10, kappa=1.0)
     wrong = gradcheck.check_gradients(doubled_lnlib, layer_norm_backward, x, gamma, beta, dy)
     assert wrong.differentiated == "lnlib.reference.forward"
-    assert wrong.dx < 1e-13 and wrong.y == 1.0 and wrong.worst() == wrong.y  # |2y - y| / |y|
+    assert wrong.dx < agree64(10) and wrong.y == 1.0 and wrong.worst() == wrong.y  # |2y - y| / |y|
 
 
 def _buggy_backward(dy, cache):
@@ -132,8 +141,9 @@ def test_sum_loss_hides_a_bug_random_dy_catches_it(case):
     _, cache = layer_norm_forward(x, gamma, beta)
     dx_true = gradcheck.complex_step(x, gamma, beta, ones)[0]
     dx_buggy = _buggy_backward(ones, cache)[0]
-    assert np.max(np.abs(dx_true)) < 1e-12
-    assert np.max(np.abs(dx_buggy - dx_true)) < 1e-12  # "passes"
+    # zero up to round-off: terms of size rstd (x has std 2 here, rstd ~ 0.5) cancelling over D = 10
+    assert np.max(np.abs(dx_true)) < agree64(10)
+    assert np.max(np.abs(dx_buggy - dx_true)) < agree64(10)  # "passes"
     caught = gradcheck.check_gradients(layer_norm_forward, _buggy_backward, x, gamma, beta)
     assert caught.dx > 1e-2
 
@@ -151,4 +161,4 @@ def test_non_rowwise_function_still_works_per_column(rng):
     x, dy = rng.standard_normal((4, 5)), rng.standard_normal((4, 5))
     dx_cs, _, _ = gradcheck.complex_step(x, dy=dy, f=lambda a, g, b: reference.forward(a, g, b, 0.1)[0])
     dx_an, _, _ = reference.backward(dy, reference.forward(x, eps=0.1)[1])
-    assert max_rel_error(dx_cs, dx_an) < 1e-14
+    assert max_rel_error(dx_cs, dx_an) < agree64(5)

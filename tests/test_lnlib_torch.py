@@ -11,6 +11,9 @@ torch = pytest.importorskip("torch")
 
 from lnlib.oracle import layer_norm_longdouble, max_rel_error  # noqa: E402
 from lnlib.torch import LayerNorm, layer_norm  # noqa: E402
+from lnlib.cuda.limits import TOL  # noqa: E402  (the GPU bounds; a pure-Python module)
+
+from .helpers import CONTRACT, U32  # noqa: E402
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
@@ -48,10 +51,16 @@ def test_pytorch_sample_inputs_agree_with_torch():
         dy = torch.randn(ours.shape, generator=g, dtype=torch.float64)
         grads_ours = torch.autograd.grad(ours, (x, w, b), dy) if ours.numel() else None
         theirs = torch.nn.functional.layer_norm(x, nshape, w, b, eps=eps)
+        # two float64 evaluations: agree64 (tests/helpers.py) for rows of prod(nshape) <= 25 elements
+        # is 5.6e-14 relative to the largest value; elementwise, 1e-12 leaves 18x on top of it, and a
+        # value far below the largest one is covered by atol (|y| and the gradients are O(1) here)
         assert torch.allclose(ours, theirs, rtol=1e-12, atol=1e-12), (shape, nshape)
         if grads_ours is not None:
             grads_theirs = torch.autograd.grad(theirs, (x, w, b), dy)
             for a, t in zip(grads_ours, grads_theirs):
+                # gradients: also sums over the rows (dgamma, dbeta); elementwise, an element that
+                # cancels to far below its terms gets its error relative to the terms, hence rtol
+                # 100x the forward's; measured at most 0.03 of it over the variation matrix
                 assert torch.allclose(a, t, rtol=1e-10, atol=1e-12), (shape, nshape)
 
 
@@ -62,6 +71,8 @@ def test_gradcheck_float64(nshape, affine):
     x = torch.randn((2, 4, *nshape), generator=g, dtype=torch.float64, requires_grad=True)
     w = torch.randn(nshape, generator=g, dtype=torch.float64, requires_grad=True) if affine[0] else None
     b = torch.randn(nshape, generator=g, dtype=torch.float64, requires_grad=True) if affine[1] else None
+    # central differences with step h = 1e-6 in float64: truncation h^2 |third derivative| / 6 ~ 1e-12
+    # and round-off u64 |f| / h ~ 1e-10, both far below atol
     assert torch.autograd.gradcheck(lambda *a: layer_norm(a[0], nshape, *a[1:]), (x, w, b), eps=1e-6, atol=1e-8)
 
 
@@ -71,7 +82,9 @@ def test_float32_keeps_lnlibs_accuracy_far_from_zero():
     exact = layer_norm_longdouble(x.numpy())  # y only, without dy
     ours = max_rel_error(layer_norm(x, 512).numpy(), exact)
     theirs = max_rel_error(torch.nn.functional.layer_norm(x, (512,)).numpy(), exact)
-    assert ours < 2e-6 and theirs > 10 * ours
+    # lnlib: its contract (tests/helpers.py). PyTorch: float32 statistics at offset 1e4 lose about
+    # log10(1e4^2) digits of the variance (chapter 6), errors of 1e-4 and more: far above 10x lnlib's
+    assert ours < CONTRACT[np.float32][0] and theirs > 10 * ours
 
 
 def test_module_is_a_drop_in():
@@ -83,36 +96,117 @@ def test_module_is_a_drop_in():
         theirs.weight.uniform_()
     ours.load_state_dict(theirs.state_dict())
     x = torch.randn(5, 3, 4)
-    assert torch.allclose(ours(x), theirs(x), atol=1e-6)
+    # float32, D = 12: PyTorch's float32 sums are within (D + 4) u32 of |y| <= sqrt(D - 1) (weight
+    # in [0, 1)), lnlib rounds once; the sum of the two bounds
+    D = 12
+    assert torch.allclose(ours(x), theirs(x), rtol=0, atol=(D + 5) * U32 * math.sqrt(D - 1))
     assert repr(ours).endswith(repr(theirs).split("(", 1)[1])  # same extra_repr
     assert LayerNorm(4, elementwise_affine=False).weight is None
     assert set(LayerNorm(4).state_dict()) == {"weight", "bias"}
 
 
+def _small_model(norm_cls):
+    torch.manual_seed(0)
+    return torch.nn.Sequential(
+        torch.nn.Linear(16, 32), norm_cls(32), torch.nn.GELU(), torch.nn.Linear(32, 32), norm_cls(32),
+        torch.nn.GELU(), torch.nn.Linear(32, 1),
+    ).double()
+
+
+def _gradients(model, X, Y):
+    model.zero_grad()
+    loss = torch.nn.functional.mse_loss(model(X), Y)
+    loss.backward()
+    return loss.item(), [p.grad.clone() for p in model.parameters()]
+
+
+def _sum_of_sample_magnitudes(model, X, Y):
+    """For every parameter element, sum_n |t_n| over the samples' terms t_n of its gradient.
+
+    Each layer's gradient is a sum over samples of products of what flowed in (its input a_n or
+    x_hat_n) and what flowed back (g_n = dL_n/d output): W gets g_n a_n^T, a bias g_n, a LayerNorm's
+    weight g_n * x_hat_n. So the sum of magnitudes is the same product taken of absolute values.
+    """
+    seen = {}
+
+    def record(layer, inputs, output):
+        seen[layer, "a"] = inputs[0].detach()
+        output.register_hook(lambda g: seen.__setitem__((layer, "g"), g))
+
+    hooks = [layer.register_forward_hook(record) for layer in model
+             if isinstance(layer, (torch.nn.Linear, torch.nn.LayerNorm))]
+    _gradients(model, X, Y)
+    for h in hooks:
+        h.remove()
+    out = []
+    for layer in model:
+        if (layer, "a") not in seen:
+            continue
+        a, g = seen[layer, "a"], seen[layer, "g"].abs()
+        if isinstance(layer, torch.nn.Linear):
+            out += [g.T @ a.abs(), g.sum(0)]
+        else:
+            x_hat = torch.nn.functional.layer_norm(a, layer.normalized_shape, eps=layer.eps)
+            out += [(g * x_hat.abs()).sum(0), g.sum(0)]
+    return out
+
+
 def test_a_small_model_trains_the_same():
-    def run(norm_cls):
-        torch.manual_seed(0)
-        model = torch.nn.Sequential(
-            torch.nn.Linear(16, 32), norm_cls(32), torch.nn.GELU(), torch.nn.Linear(32, 32), norm_cls(32),
-            torch.nn.GELU(), torch.nn.Linear(32, 1),
-        ).double()
+    """Each step's gradients agree with torch.nn.LayerNorm's to round-off, and so do the loss curves.
+
+    Comparing two independent 100-step trajectories directly would measure chaos, not LayerNorm:
+    SGD amplifies a difference in the last bit by orders of magnitude over 100 steps, by an amount
+    that differs from machine to machine. So the test checks two things that do not depend on it.
+
+    1. At the *same parameters*, step after step along PyTorch's trajectory, every gradient element
+       differs by at most ``K u sum_n |t_n|``, where ``t_n`` is sample n's term of that element (the
+       gradient is the sum of them over the batch), u = 2^-53, and K = 2 L D + N bounds the first-order
+       error of two float64 evaluations, each a chain of L = 7 layers of dot products of length at most
+       D = 32, followed by a sum over N = 256 samples (the standard bound gamma_n = n u / (1 - n u) of a
+       sum of n products, applied along the chain).
+    2. The trajectory: lnlib's own 100 steps follow PyTorch's loss curve within a budget computed in
+       the same run: 10 times the largest deviation of PyTorch's curve when every gradient element of
+       every step is moved by the bound of (1), in a random direction.
+    """
+    data = torch.Generator().manual_seed(3)
+    X = torch.randn(256, 16, generator=data, dtype=torch.float64)
+    Y = torch.sin(X[:, :1] * 2) + X[:, 1:2] ** 2
+    N, L, D, u = X.shape[0], 7, 32, 2.0**-53
+    K = 2 * L * D + N
+
+    theirs, ours = _small_model(torch.nn.LayerNorm), _small_model(LayerNorm)
+
+    opt = torch.optim.SGD(theirs.parameters(), lr=0.05)
+    reference, bounds, worst = [], [], 0.0
+    for _ in range(100):
+        ours.load_state_dict(theirs.state_dict())
+        loss_ours, g_ours = _gradients(ours, X, Y)
+        loss_theirs, g_theirs = _gradients(theirs, X, Y)
+        bound = [K * u * m for m in _sum_of_sample_magnitudes(theirs, X, Y)]
+        for a, b, c in zip(g_ours, g_theirs, bound):
+            worst = max(worst, float(((a - b).abs() / c).max()))
+        reference.append(loss_theirs)
+        bounds.append(bound)
+        opt.step()
+    assert worst <= 1.0, f"a gradient differs by {worst:.2f} times its round-off bound"
+
+    def trajectory(model, noise=None):
         opt = torch.optim.SGD(model.parameters(), lr=0.05)
-        data = torch.Generator().manual_seed(3)
-        X = torch.randn(256, 16, generator=data, dtype=torch.float64)
-        Y = torch.sin(X[:, :1] * 2) + X[:, 1:2] ** 2
         losses = []
-        for _ in range(100):
-            opt.zero_grad()
-            loss = torch.nn.functional.mse_loss(model(X), Y)
-            loss.backward()
+        for bound in bounds:
+            losses.append(_gradients(model, X, Y)[0])
+            if noise is not None:  # move each gradient element by its bound, in a random direction
+                for p, c in zip(model.parameters(), bound):
+                    p.grad += c * (2 * torch.randint(0, 2, c.shape, generator=noise) - 1)
             opt.step()
-            losses.append(loss.item())
         return np.array(losses)
 
-    ours, theirs = run(LayerNorm), run(torch.nn.LayerNorm)
-    assert ours[-1] < 0.5 * ours[0]  # it learns
-    # and follows PyTorch's curve step for step (round-off differences grow slowly in training)
-    assert np.max(np.abs(ours - theirs) / theirs) < 1e-6
+    reference = np.array(reference)
+    perturbed = trajectory(_small_model(torch.nn.LayerNorm), torch.Generator().manual_seed(5))
+    budget = 10 * np.max(np.abs(perturbed - reference) / reference)
+    ours_curve = trajectory(_small_model(LayerNorm))
+    assert ours_curve[-1] < 0.5 * ours_curve[0]  # it learns
+    assert np.max(np.abs(ours_curve - reference) / reference) <= budget
 
 
 @pytest.mark.parametrize(
@@ -154,6 +248,9 @@ def test_cuda_agrees_with_the_cpu(dtype):
         y = layer_norm(xs, 256, ws, bs)
         y.backward(dy.to(device))
         outs.append([t.float().cpu() for t in (y, xs.grad, ws.grad, bs.grad)])
-    tol = 1e-5 if dtype == "float32" else 2e-2
+    # the GPU's documented gradient bound (lnlib.cuda.limits.TOL: 2e-5 float32, 2^-6 bfloat16) for the
+    # difference of two results each within it, grown by sqrt(rows) for dgamma and dbeta, sums over
+    # 64 * 3 rows whose rounding errors add like a random walk
+    tol = 2 * TOL[dtype][1]
     for a, c in zip(*outs):
         assert max_rel_error(c.numpy(), a.numpy()) < tol * math.sqrt(64 * 3)

@@ -6,6 +6,8 @@ import pytest
 from lnlib import layer_norm_backward, layer_norm_forward
 from lnlib.oracle import layer_norm_longdouble, max_rel_error
 
+from .helpers import CONTRACT, agree64
+
 torch = pytest.importorskip("torch")
 
 
@@ -19,7 +21,10 @@ def torch_layer_norm(x, gamma, beta, dy, eps=1e-5):
     return y.detach().numpy(), xt.grad.numpy(), grad(gt), grad(bt)
 
 
-@pytest.mark.parametrize("dtype,tol", [(np.float64, 1e-12), (np.float32, 2e-6)])
+# Each result is within its own bound of the exact one: lnlib's contract (tests/helpers.py) and, for
+# PyTorch, the same model for its own arithmetic (float32 sums: about log2(D) u32 kappa, kappa ~ 10 for
+# dx; float64: agree64(4096) = 9e-12). 10x the contract covers both for D <= 4096.
+@pytest.mark.parametrize("dtype,tol", [(np.float64, CONTRACT[np.float64][0]), (np.float32, CONTRACT[np.float32][0])])
 @pytest.mark.parametrize("shape", [(5, 16), (2, 3, 100), (1, 4096), (7, 3)])
 @pytest.mark.parametrize("affine", [True, False])
 def test_matches_torch(rng, dtype, tol, shape, affine):
@@ -44,7 +49,9 @@ def test_eps_convention_matches_torch(rng, eps):
     x = rng.standard_normal((3, 8)) * 0.01
     y, _ = layer_norm_forward(x, eps=eps)
     yt = torch.nn.functional.layer_norm(torch.tensor(x), (8,), eps=eps).numpy()
-    assert max_rel_error(y, yt) < 1e-13
+    # two float64 evaluations, rows of D = 8; a wrong convention (eps outside the root, unbiased
+    # variance) changes y by O(eps / var) = O(0.1) or more at this scale
+    assert max_rel_error(y, yt) < agree64(8, kappa=1.0)
 
 
 def test_nan_handling_matches_torch(rng):
