@@ -408,5 +408,8 @@ def test_forward_grid_keeps_the_kernels_32_bit_row_counters_valid(RPB):
         last_start = (groups - 1) * RPB  # the group whose counter climbs highest
         top = last_start + ((M - 1 - last_start) // stride + 1) * stride  # its value on leaving the loop
         assert top <= 2**31 - 1, (M, RPB, groups)
+        # and as large as that allows: one more group would push the last group's counter past it
+        if groups < -(-M // RPB):
+            assert M - 1 + (groups + 1) * RPB > 2**31 - 1, (M, RPB, groups)
     with pytest.raises(ValueError, match="^M"):
         K.forward_groups(L.MAX_ROWS + 1, RPB)

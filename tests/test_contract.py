@@ -189,6 +189,14 @@ def test_d2_backward_on_constant_and_nearly_constant_rows_matches_the_oracle(rng
         assert max_rel_error(dx[row], rdx[row]) < CONTRACT[np.float64][1] / 10, row
 
 
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
+def test_correctly_rounded_allows_exactly_one_subnormal_of_slack(dtype):
+    # results in the subnormal range are judged to one smallest subnormal (README), and no more
+    tiny = np.finfo(dtype).smallest_subnormal
+    assert correctly_rounded(np.array([tiny], dtype), np.zeros(1), dtype)
+    assert not correctly_rounded(np.array([2 * tiny], dtype), np.zeros(1), dtype)
+
+
 def test_correctly_rounded_rejects_one_unit_in_the_last_place():
     exact = np.array([1.0 / 3.0, 2.0 / 3.0, 1e-3], dtype=np.longdouble)
     for dtype in (np.float16, np.float32, np.float64):

@@ -67,6 +67,8 @@ def test_wrong_shape_message_says_expected():
         (np.ones((2, 5)), ValueError, r"^dy must have the shape of y, \(2, 4\)"),
         (np.ones((4, 2)), ValueError, r"^dy "),
         (np.ones((8,)), ValueError, r"^dy "),
+        # the same last axis (and, for the first, the same rows) in another shape: the whole shape counts
+        (np.ones((1, 2, 4)), ValueError, r"^dy must have the shape of y, \(2, 4\)"),
         (np.ones((2, 4), np.int64), TypeError, r"^dy .*int64"),
         (np.ones((2, 4), np.complex128), TypeError, r"^dy "),
         ([[1.0] * 4] * 2, TypeError, r"^dy "),
@@ -76,6 +78,13 @@ def test_bad_dy(dy, exc, pattern):
     _, cache = layer_norm_forward(X)
     with pytest.raises(exc, match=pattern):
         layer_norm_backward(dy, cache)
+
+
+def test_dy_of_one_row_needs_the_row_axis():
+    # y of shape (1, 3): a dy of shape (3,) has the same elements and the same last axis, but not y's shape
+    _, cache = layer_norm_forward(np.array([[1.0, 2.0, 4.0]]))
+    with pytest.raises(ValueError, match=r"^dy must have the shape of y, \(1, 3\)"):
+        layer_norm_backward(np.ones(3), cache)
 
 
 @pytest.mark.parametrize("cache", [None, (X, X, None), {"x_hat": X}])
@@ -90,3 +99,13 @@ def test_error_leaves_inputs_alone():
     with pytest.raises(ValueError):
         layer_norm_forward(x, gamma=np.ones(3))
     np.testing.assert_array_equal(x, before)
+
+
+def test_the_gpu_api_names_a_host_array_without_a_gpu():
+    """lnlib.cuda checks its arguments before it needs a device, so these errors hold on any machine."""
+    from lnlib.cuda import api
+
+    with pytest.raises(TypeError, match=r"^x must be a cupy\.ndarray or a CUDA torch\.Tensor, got ndarray"):
+        api.layer_norm_forward(np.ones((2, 4), np.float32))
+    with pytest.raises(TypeError, match=r"^cache must be the LayerNormCudaCache"):
+        api.layer_norm_backward(np.ones((2, 4), np.float32), None)
