@@ -185,9 +185,12 @@ class _Traffic(np.ndarray):
             kwargs["out"] = tuple(np.asarray(o) if isinstance(o, _Traffic) else o for o in kwargs["out"])
         result = getattr(ufunc, method)(*raw, **kwargs)
         seen = set()
-        for a in raw:  # an array passed twice (x * x) is read once
-            if isinstance(a, np.ndarray) and a.size >= _Traffic.smallest[0] and id(a) not in seen:
-                seen.add(id(a))
+        for a in raw:  # an array passed twice (x * x) is read once: the same memory, not the same object
+            if not (isinstance(a, np.ndarray) and a.size >= _Traffic.smallest[0]):
+                continue
+            where = (a.__array_interface__["data"][0], a.shape, a.strides, a.dtype.str)
+            if where not in seen:
+                seen.add(where)
                 _Traffic.tally[0] += a.nbytes
         for r in result if isinstance(result, tuple) else (result,):
             if isinstance(r, np.ndarray) and r.size >= _Traffic.smallest[0]:
@@ -218,6 +221,8 @@ def memory_traffic(fn, x, *others, **kwargs) -> tuple[int, int]:
     >>> x = np.ones((4, 8), dtype=np.float32)
     >>> memory_traffic(lambda a: a - a.mean(axis=-1, keepdims=True), x)  # mean reads x; x - mean reads x, writes
     (256, 128)
+    >>> memory_traffic(lambda a: a * a, x)  # the same array twice is read once
+    (128, 128)
     """
     _Traffic.tally[:] = [0, 0]
     _Traffic.smallest[0] = np.size(x)

@@ -38,7 +38,7 @@ FLOATING_POINT = [
     "tests/test_support.py", "tests/test_symbolic.py", "tests/test_torch.py", "tests/test_variance.py",
     "tests/test_gpu_results.py", "tests/test_cpu_records.py", "tests/test_magnitudes.py",
     "tests/test_magnitude_bands.py", "tests/test_dtypes.py", "tests/test_threads.py",
-    "tests/test_gradcheck_step.py", "tests/test_variance_models.py",
+    "tests/test_gradcheck_step.py", "tests/test_variance_models.py", "tests/test_edges.py",
 ]
 _worst: dict[tuple[str, str], float] = {}
 _current: list[str] = [""]
