@@ -44,7 +44,10 @@ FLOATING_POINT = margins.FLOATING_POINT
 
 def avx512_features() -> str | None:
     """NumPy's dispatched AVX-512 targets present on this CPU, in NPY_DISABLE_CPU_FEATURES's spelling."""
-    from numpy._core._multiarray_umath import __cpu_dispatch__, __cpu_features__
+    try:  # NumPy 2 moved the module; requirements.txt admits NumPy 1.26
+        from numpy._core._multiarray_umath import __cpu_dispatch__, __cpu_features__
+    except ImportError:
+        from numpy.core._multiarray_umath import __cpu_dispatch__, __cpu_features__
 
     names = [n for n in __cpu_dispatch__ if __cpu_features__.get(n) and ("512" in n or n == "X86_V4")]
     return " ".join(names) or None
